@@ -26,7 +26,8 @@ class SourceError(Exception):
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
         self.reason = " ".join(str(reason).split()) or "unknown error"
-        super().__init__(f"{self.path}: {self.reason}")
+        # args are the constructor's, so the error survives pickling (parsing in worker processes).
+        super().__init__(self.path, self.reason)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -54,10 +55,6 @@ def decode(data: bytes, rel: str) -> str:
     if "\x00" in text:
         raise SourceError(rel, "not text: contains NUL bytes")
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def read_text(path: Path, rel: str) -> str:
-    return decode(read_bytes(path, rel), rel)
 
 
 # --- line windows ----------------------------------------------------------------------------
@@ -98,9 +95,26 @@ def pack_lines(
     """Split numbered lines into windows whose joined text fits max_chars (and max_lines).
 
     Windows break at a blank line when one lies in the back half of the window, so paragraphs
-    stay whole where they can. A single line longer than max_chars becomes several windows of
-    the same line number, each a slice of it. Blank lines at window edges are dropped.
+    stay whole where they can, and are evened out so the last is not a scrap. A single line
+    longer than max_chars becomes several windows of the same line number, each a slice of it.
+    Blank lines at window edges are dropped.
     """
+    windows = _pack_greedy(lines, max_chars, max_lines)
+    n = len(windows)
+    if n > 1:
+        # Same number of windows, each about 1/n of the text, when that packing exists.
+        total = sum(len(t) + 1 for _, t in lines)
+        chars = min(max_chars, int(total / n * 1.15) + 1)
+        nlines = None if max_lines is None else min(max_lines, int(len(lines) / n * 1.15) + 1)
+        even = _pack_greedy(lines, chars, nlines)
+        if len(even) <= n:
+            return even
+    return windows
+
+
+def _pack_greedy(
+    lines: list[tuple[int, str]], max_chars: int, max_lines: int | None
+) -> list[list[tuple[int, str]]]:
     windows: list[list[tuple[int, str]]] = []
     cur: list[tuple[int, str]] = []
     size = -1  # joined length of cur: sum(len) + separators

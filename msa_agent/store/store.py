@@ -1,0 +1,341 @@
+"""The persistent memory store: msa.db (SQLite through SQLAlchemy) beside sealed tensor segments."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import create_engine, delete, event, func, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, StoreNotFound
+
+from .schema import (
+    FORMAT_VERSION, DocumentRow, IngestRunRow, JobRow, ManifestRow, SegmentRow, SourceRow, migrate, utcnow,
+)
+from .segments import Segment, SegmentFiles, verify_segment
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    "a an and are as at be by can could did do does for from had has have how i if in into is it its "
+    "me my of on or our should so than that the their them then there these they this to was we were "
+    "what when where which who whom why will with would you your about after before any all".split()
+)
+
+
+@dataclass
+class NewDocument:
+    """A document ready to be stored: its text, citation anchor and place in the new segment."""
+
+    path: str
+    kind: str
+    anchor: str
+    anchor_data: dict
+    title: str
+    text: str
+    content_hash: str
+    n_tokens: int
+    chunk_start: int
+    n_chunks: int
+
+
+@dataclass
+class SourceUpdate:
+    """One source file's new state: its metadata and the documents that replace its old ones."""
+
+    path: str
+    root: str
+    rel_path: str
+    kind: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    documents: list[NewDocument] = field(default_factory=list)
+
+
+class Store:
+    """A store directory: `msa.db`, `segments/`, and a `lock` file for writers."""
+
+    def __init__(self, path: Path, engine: Engine) -> None:
+        self.path = path
+        self.engine = engine
+        self.segments_dir = path / "segments"
+        self._segments: dict[str, Segment] = {}
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = False) -> Store:
+        path = Path(path)
+        db = path / "msa.db"
+        if not db.is_file():
+            if not create:
+                raise StoreNotFound(f"no store at {path} (run `msa ingest DIR` first, or pass --store)")
+            path.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{db}")
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        with engine.begin() as conn:
+            migrate(conn)
+        store = cls(path, engine)
+        store.segments_dir.mkdir(exist_ok=True)
+        return store
+
+    def close(self) -> None:
+        self._segments.clear()
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writers. The OS drops the lock when its process dies, so a killed ingest
+        leaves no stale lock behind."""
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreLocked(f"{self.path}: another msa process is writing to this store") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            os.close(fd)
+
+    # ---- manifest and model fingerprint ----------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, str]:
+        with self.session() as s:
+            return {r.key: r.value for r in s.scalars(select(ManifestRow))}
+
+    def bind_model(self, info: dict[str, str]) -> None:
+        """Record the model a store is built with, or refuse a different one."""
+        current = self.manifest
+        if "fingerprint" in current:
+            if current["fingerprint"] != info["fingerprint"]:
+                raise FingerprintMismatch(
+                    f"{self.path} was built with model {current.get('model', '?')} "
+                    f"(fingerprint {current['fingerprint']}); the current model is {info.get('model', '?')} "
+                    f"(fingerprint {info['fingerprint']}). Re-ingest with --reencode, or use the model it was built with."
+                )
+            return
+        with self.session() as s, s.begin():
+            s.merge(ManifestRow(key="format_version", value=str(FORMAT_VERSION)))
+            for k, v in info.items():
+                s.merge(ManifestRow(key=k, value=str(v)))
+
+    def reset(self) -> None:
+        """Drop every document, segment and the manifest (for --reencode); sources are kept
+        with their hashes cleared so the next ingest re-encodes everything."""
+        with self.session() as s, s.begin():
+            s.execute(text("DELETE FROM doc_fts"))
+            s.execute(delete(DocumentRow))
+            s.execute(delete(SegmentRow))
+            s.execute(delete(ManifestRow))
+            s.execute(update(SourceRow).values(content_hash="", n_docs=0))
+        self._segments.clear()
+        shutil.rmtree(self.segments_dir, ignore_errors=True)
+        self.segments_dir.mkdir()
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def new_segment_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    def commit(self, collection: str, seg: SegmentFiles | None, updates: list[SourceUpdate]) -> list[int]:
+        """In one transaction: register the (already fsynced) segment, replace each source's
+        documents with its new ones, and index them lexically. Returns the new document ids."""
+        now = utcnow()
+        new_ids: list[int] = []
+        with self.session() as s, s.begin():
+            if seg is not None:
+                s.add(SegmentRow(id=seg.id, n_chunks=seg.n_chunks, n_docs=sum(len(u.documents) for u in updates),
+                                 bytes=seg.n_bytes, checksums=json.dumps(seg.checksums), created_at=now))
+            for u in updates:
+                src = s.scalar(select(SourceRow).where(SourceRow.collection == collection, SourceRow.path == u.path))
+                if src is None:
+                    src = SourceRow(collection=collection, path=u.path)
+                    s.add(src)
+                src.root, src.rel_path, src.kind = u.root, u.rel_path, u.kind
+                src.content_hash, src.size, src.mtime_ns = u.content_hash, u.size, u.mtime_ns
+                src.n_docs, src.last_ingest_at = len(u.documents), now
+                s.flush()
+                self._tombstone(s, select(DocumentRow.id).where(
+                    DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False)))
+                for d in u.documents:
+                    if seg is None:
+                        raise ValueError("documents need a segment")
+                    row = DocumentRow(
+                        source_id=src.id, collection=collection, path=d.path, kind=d.kind, anchor=d.anchor,
+                        anchor_json=json.dumps(d.anchor_data, sort_keys=True), title=d.title, text=d.text,
+                        content_hash=d.content_hash, n_tokens=d.n_tokens, segment_id=seg.id,
+                        chunk_start=d.chunk_start, n_chunks=d.n_chunks, tombstone=False, created_at=now,
+                    )
+                    s.add(row)
+                    s.flush()
+                    s.execute(text("INSERT INTO doc_fts(rowid, path, title, body) VALUES (:i, :p, :t, :b)"),
+                              {"i": row.id, "p": d.path.replace("/", " ").replace("_", " ").replace(".", " "),
+                               "t": d.title, "b": d.text})
+                    new_ids.append(row.id)
+        return new_ids
+
+    @staticmethod
+    def _tombstone(s: Session, ids_query) -> int:  # noqa: ANN001
+        ids = list(s.scalars(ids_query))
+        if not ids:
+            return 0
+        s.execute(update(DocumentRow).where(DocumentRow.id.in_(ids)).values(tombstone=True))
+        for i in ids:
+            s.execute(text("DELETE FROM doc_fts WHERE rowid = :i"), {"i": i})
+        return len(ids)
+
+    def remove_source(self, collection: str, path: str) -> int:
+        """Tombstone a deleted source's documents and forget the source. Returns documents removed."""
+        with self.session() as s, s.begin():
+            src = s.scalar(select(SourceRow).where(SourceRow.collection == collection, SourceRow.path == path))
+            if src is None:
+                return 0
+            n = self._tombstone(s, select(DocumentRow.id).where(
+                DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False)))
+            s.execute(update(DocumentRow).where(DocumentRow.source_id == src.id).values(source_id=None))
+            s.delete(src)
+        return n
+
+    def start_run(self, collection: str, root: str) -> int:
+        with self.session() as s, s.begin():
+            run = IngestRunRow(collection=collection, root=root, started_at=utcnow())
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, **counts: int | float | str) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(IngestRunRow, run_id)
+            for k, v in counts.items():
+                setattr(run, k, v)
+            run.finished_at = utcnow()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def sources(self, collection: str) -> dict[str, SourceRow]:
+        with self.session() as s:
+            return {r.path: r for r in s.scalars(select(SourceRow).where(SourceRow.collection == collection))}
+
+    def live_documents(self, collection: str | None) -> list[DocumentRow]:
+        """Live documents, in segment then chunk order (the order memory is laid out in)."""
+        q = select(DocumentRow).where(DocumentRow.tombstone.is_(False))
+        if collection is not None:
+            q = q.where(DocumentRow.collection == collection)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(DocumentRow.segment_id, DocumentRow.chunk_start)))
+
+    def segment(self, seg_id: str) -> Segment:
+        seg = self._segments.get(seg_id)
+        if seg is None:
+            seg = self._segments[seg_id] = Segment(self.segments_dir / seg_id)
+        return seg
+
+    def lexical_search(self, collection: str | None, query: str, limit: int) -> list[tuple[int, float]]:
+        """BM25 over path, title and body: (document id, score; higher is better), best first."""
+        words = [w for w in _WORD.findall(query.lower()) if w not in _STOP and len(w) > 1]
+        if not words:
+            words = _WORD.findall(query.lower())
+        if not words:
+            return []
+        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        sql = (
+            "SELECT doc_fts.rowid, bm25(doc_fts, 2.0, 2.0, 1.0) AS r FROM doc_fts "
+            "JOIN documents d ON d.id = doc_fts.rowid WHERE doc_fts MATCH :m AND d.tombstone = 0"
+            + (" AND d.collection = :c" if collection is not None else "")
+            + " ORDER BY r LIMIT :n"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(sql), {"m": match, "c": collection, "n": limit}).all()
+        return [(int(i), -float(r)) for i, r in rows]
+
+    def status(self) -> dict:
+        m = self.manifest
+        with self.session() as s:
+            live = DocumentRow.tombstone.is_(False)
+            n_docs = s.scalar(select(func.count()).select_from(DocumentRow).where(live)) or 0
+            tokens = s.scalar(select(func.coalesce(func.sum(DocumentRow.n_tokens), 0)).where(live)) or 0
+            chunks = s.scalar(select(func.coalesce(func.sum(DocumentRow.n_chunks), 0)).where(live)) or 0
+            tomb = s.scalar(select(func.count()).select_from(DocumentRow).where(DocumentRow.tombstone.is_(True))) or 0
+            n_seg = s.scalar(select(func.count()).select_from(SegmentRow)) or 0
+            collections = sorted(set(s.scalars(select(DocumentRow.collection).where(live).distinct())))
+            srcs = []
+            for root, coll, last, n in s.execute(
+                select(SourceRow.root, SourceRow.collection, func.max(SourceRow.last_ingest_at), func.count())
+                .group_by(SourceRow.root, SourceRow.collection)
+            ):
+                srcs.append({"root": root, "collection": coll, "files": n, "last_ingest": last})
+            jobs = [{"id": j.id, "dir": j.root, "collection": j.collection, "every_seconds": j.every_seconds,
+                     "last_run": j.last_run_at, "last_status": j.last_status} for j in s.scalars(select(JobRow))]
+        disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return {
+            "store": str(self.path), "documents": n_docs, "tokens": int(tokens), "chunks": int(chunks),
+            "tombstoned": tomb, "segments": n_seg, "bytes_on_disk": disk,
+            "bytes_per_token": round(disk / tokens, 1) if tokens else None,
+            "collections": collections, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
+            "format_version": m.get("format_version"), "sources": srcs, "jobs": jobs,
+        }
+
+    # ---- checking --------------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Every problem found: corrupt or missing segment files, orphan directories, rows
+        pointing outside their segment. Empty when the store is whole."""
+        problems: list[str] = []
+        with self.session() as s:
+            segs = {r.id: r for r in s.scalars(select(SegmentRow))}
+            docs = list(s.scalars(select(DocumentRow).where(DocumentRow.tombstone.is_(False))))
+        for seg_id, row in segs.items():
+            problems += verify_segment(self.segments_dir / seg_id, json.loads(row.checksums))
+        on_disk = {p.name for p in self.segments_dir.iterdir() if p.is_dir()} if self.segments_dir.is_dir() else set()
+        for name in sorted(on_disk - set(segs)):
+            problems.append(f"segment directory {name} has no row (left by an interrupted ingest)")
+        for d in docs:
+            row = segs.get(d.segment_id)
+            if row is None:
+                problems.append(f"document {d.id} ({d.path}) points at missing segment {d.segment_id}")
+            elif d.chunk_start + d.n_chunks > row.n_chunks:
+                problems.append(f"document {d.id} ({d.path}) chunk range beyond segment {d.segment_id}")
+        return problems
+
+    def compact(self) -> dict[str, int]:
+        """Delete tombstoned rows, segments no live document uses, and orphan directories."""
+        with self.session() as s, s.begin():
+            dead_docs = s.execute(delete(DocumentRow).where(DocumentRow.tombstone.is_(True))).rowcount
+            used = set(s.scalars(select(DocumentRow.segment_id).distinct()))
+            dead_segs = [r.id for r in s.scalars(select(SegmentRow)) if r.id not in used]
+            if dead_segs:
+                s.execute(delete(SegmentRow).where(SegmentRow.id.in_(dead_segs)))
+            keep = set(s.scalars(select(SegmentRow.id)))
+        self._segments.clear()
+        removed_dirs = 0
+        for p in self.segments_dir.iterdir():
+            if p.is_dir() and p.name not in keep:
+                shutil.rmtree(p)
+                removed_dirs += 1
+        return {"documents": dead_docs, "segments": len(dead_segs), "directories": removed_dirs}
