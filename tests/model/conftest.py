@@ -60,3 +60,13 @@ def make_model():
         return random_model(tiny_config(**kw), seed)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny ops on a shared 2-core runner: intra-op threads spin against other processes and
+    make these tests several times slower, so run them on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -87,7 +87,9 @@ def test_encoded_routing_keys_are_pooled_router_projections(make_model):
         with torch.no_grad():
             x = model.hidden(ids, stop_after=i - 1)  # (1, T, C): the input of layer i
             h = model.layers[i].input_layernorm(x)
-            rk = model.layers[i].self_attn.router_k_proj(h).view(1, 9, 2, 16).transpose(1, 2)  # (1, Hk, T, D)
+            cfg = model.cfg
+            rk = model.layers[i].self_attn.router_k_proj(h)  # (1, T, Hk·D)
+            rk = rk.view(1, len(doc), cfg.n_kv_head, cfg.head_dim).transpose(1, 2)  # (1, Hk, T, D)
         torch.testing.assert_close(enc.rk[i], _pool(rk[0], P), atol=1e-5, rtol=1e-5)
         assert not torch.allclose(enc.rk[i], enc.k[i])
 

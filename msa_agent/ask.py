@@ -1,0 +1,269 @@
+"""`msa ask` and `msa route`: routing, the router-driven memory interleave, sparse generation,
+citations.
+
+Each round routes with the question plus the newest evidence, injects the raw text of the best
+documents not yet injected, and stops when routing finds nothing new above a margin, or the
+evidence budget is spent. The answer is generated with the backbone's chat template; in the router
+layers it also attends to the pooled K̄/V̄ of the documents routing selected.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .engine import Engine
+from .memory import MemoryIndex, RecordingSelector, resolve_mode
+from .store import Store
+
+SYSTEM = (
+    "You answer questions about a company's documents. Use only the documents given. "
+    "Answer briefly and exactly, copying names, numbers and dates from the documents."
+)
+_WORD = re.compile(r"[A-Za-z0-9_.%-]+")
+_STOP = frozenset("the a an of to and or in on at for is are was were be by with that this it as from "
+                  "which what who when where how does do did its their not no".split())
+
+
+@dataclass
+class RouteHit:
+    index: int  # into MemoryIndex.docs
+    score: float
+
+
+@dataclass
+class Round:
+    query: str
+    routed: list[dict] = field(default_factory=list)
+    injected: list[int] = field(default_factory=list)
+    ms: float = 0.0
+
+
+@dataclass
+class AskResult:
+    answer: str
+    citations: list[dict]
+    rounds: list[dict]
+    timing: dict
+    mode: str
+
+    def as_dict(self) -> dict:
+        return {"answer": self.answer, "citations": self.citations, "rounds": self.rounds,
+                "timing": self.timing, "mode": self.mode}
+
+
+class Router:
+    """Routes one query text over a collection's memory in a given mode."""
+
+    def __init__(self, store: Store, engine: Engine, collection: str | None, mode: str, top_k: int | None) -> None:
+        self.store, self.engine = store, engine
+        self.mode = resolve_mode(mode, engine.cfg)
+        self.memory = MemoryIndex(store, collection, engine.cfg)
+        self.top_k = top_k or engine.cfg.msa.top_k_docs
+        self.collection = collection
+
+    def lexical(self, text: str) -> tuple[list[int], dict[int, float]]:
+        hits = self.store.lexical_search(self.collection, text, limit=max(64, 4 * self.top_k))
+        order, scores = [], {}
+        for doc_id, s in hits:
+            i = self.memory.doc_index.get(doc_id)
+            if i is not None:
+                order.append(i)
+                scores[i] = s
+        return order, scores
+
+    def selector(self, query_text: str, query_mask: torch.Tensor | None, attend: bool = True) -> tuple[RecordingSelector, dict[int, float]]:
+        order, scores = self.lexical(query_text) if self.mode != "msa" else ([], {})
+        sel = MaskedSelector(self.memory, self.mode, self.top_k, lexical=order, attend_memory=attend)
+        sel.query_mask = query_mask
+        return sel, scores
+
+    def ranking(self, sel: RecordingSelector, lex_scores: dict[int, float]) -> list[RouteHit]:
+        if self.mode == "lexical":
+            return [RouteHit(i, lex_scores[i]) for i in sel.lexical]
+        return [RouteHit(i, s) for i, s in sel.combined()]
+
+
+@dataclass
+class MaskedSelector(RecordingSelector):
+    """Routes with only the masked prompt tokens (question and newest evidence) as queries."""
+
+    query_mask: torch.Tensor | None = None
+
+    def select(self, layer: int, q_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.query_mask is not None:
+            q_r = q_r[:, self.query_mask]  # (H, S_q, D)
+        return super().select(layer, q_r)
+
+
+def _prompt(engine: Engine, evidence: list[str], new_from: int, question: str) -> tuple[list[int], torch.Tensor]:
+    """User-turn token ids and the routing-query mask (newest evidence and the question)."""
+    tok = engine.tok
+    pieces: list[tuple[list[int], bool]] = []
+    if evidence:
+        pieces.append((tok.encode("Documents:\n\n"), False))
+        for j, text in enumerate(evidence):
+            pieces.append((tok.encode(text + "\n\n"), j >= new_from))
+    pieces.append((tok.encode(f"Question: {question}"), True))
+    ids: list[int] = []
+    mask: list[bool] = []
+    for p, m in pieces:
+        ids += p
+        mask += [m] * len(p)
+    tail = tok.chat_prompt("")
+    ids += tail
+    mask += [False] * len(tail)
+    return ids, torch.tensor(mask)
+
+
+def _evidence_block(n: int, doc) -> str:  # noqa: ANN001
+    return f"[{n}] {doc.path} ({doc.anchor})\n{doc.text.strip()}"
+
+
+def _hit_dict(router: Router, h: RouteHit) -> dict:
+    d = router.memory.docs[h.index]
+    return {"doc_id": d.id, "path": d.path, "kind": d.kind, "anchor": d.anchor, "score": round(float(h.score), 6)}
+
+
+def route(store: Store, engine: Engine, question: str, *, collection: str | None = None,
+          top_k: int | None = None, mode: str = "auto") -> dict:
+    """Routing only: the documents routing picks for a question, best first."""
+    t0 = time.perf_counter()
+    router = Router(store, engine, collection, mode, top_k)
+    hits = _route_round(router, engine, question, [], 0)
+    ms = (time.perf_counter() - t0) * 1000
+    return {"mode": router.mode, "docs": [_hit_dict(router, h) for h in hits[: router.top_k]],
+            "timing": {"route_ms": round(ms, 1)}, "memory": {"documents": len(router.memory), "chunks": router.memory.n_chunks}}
+
+
+def _route_round(router: Router, engine: Engine, question: str, evidence: list[str], new_from: int) -> list[RouteHit]:
+    query_text = "\n".join([question, *evidence[new_from:]])
+    if router.mode == "lexical":
+        order, scores = router.lexical(query_text)
+        return [RouteHit(i, scores[i]) for i in order]
+    ids, mask = _prompt(engine, evidence, new_from, question)
+    sel, lex = router.selector(query_text, mask, attend=True)
+    engine.model.prefill(engine.tok.chat_prefix(SYSTEM), ids, sel)
+    return router.ranking(sel, lex)
+
+
+def ask(
+    store: Store,
+    engine: Engine,
+    question: str,
+    *,
+    collection: str | None = None,
+    top_k: int | None = None,
+    rounds: int = 3,
+    mode: str = "auto",
+    max_new_tokens: int = 96,
+    evidence_budget: int = 1200,
+    first_round_docs: int = 3,
+    per_round_docs: int = 2,
+    margin: float = 0.5,
+    attend_memory: bool = True,
+    on_token: Callable[[str], None] | None = None,
+) -> AskResult:
+    """Answer a question from memory, with citations. See the module docstring for the loop."""
+    t0 = time.perf_counter()
+    router = Router(store, engine, collection, mode, top_k)
+    if len(router.memory) == 0:
+        from .errors import BadInput
+
+        raise BadInput(f"{store.path}: no documents in collection {collection or 'any'} (run `msa ingest` first)")
+    tok = engine.tok
+    injected: list[RouteHit] = []
+    evidence: list[str] = []
+    spent = 0
+    round_log: list[dict] = []
+    new_from = 0
+    for r in range(max(1, rounds)):
+        tr = time.perf_counter()
+        hits = _route_round(router, engine, question, evidence, new_from)
+        have = {h.index for h in injected}
+        fresh = [h for h in hits if h.index not in have]
+        limit = first_round_docs if r == 0 else per_round_docs
+        top_score = hits[0].score if hits else 0.0
+        chosen: list[RouteHit] = []
+        for h in fresh:
+            if len(chosen) >= limit:
+                break
+            # Later rounds only add what scores near the round's best: no filler evidence.
+            if r > 0 and top_score > 0 and h.score < margin * top_score:
+                break
+            block = _evidence_block(len(evidence) + len(chosen) + 1, router.memory.docs[h.index])
+            cost = len(tok.encode(block))
+            if spent + cost > evidence_budget and (evidence or chosen):
+                continue
+            chosen.append(h)
+            spent += cost
+        new_from = len(evidence)
+        for h in chosen:
+            evidence.append(_evidence_block(len(evidence) + 1, router.memory.docs[h.index]))
+            injected.append(h)
+        round_log.append({
+            "round": r + 1,
+            "routed": [_hit_dict(router, h) for h in hits[: router.top_k]],
+            "injected": [router.memory.docs[h.index].id for h in chosen],
+            "ms": round((time.perf_counter() - tr) * 1000, 1),
+        })
+        if not chosen:
+            break
+    route_ms = (time.perf_counter() - t0) * 1000
+
+    # Generation: the final prompt with all evidence; router layers attend to the memory that
+    # routing selects for the question (and the newest evidence).
+    tg = time.perf_counter()
+    ids, mask = _prompt(engine, evidence, new_from, question)
+    query_text = "\n".join([question, *evidence[new_from:]])
+    sel, _ = router.selector(query_text, mask, attend=attend_memory)
+    out: list[int] = []
+    shown = ""
+    first_token_ms = None
+    for t in engine.model.generate(tok.chat_prefix(SYSTEM), ids, sel, max_new_tokens=max_new_tokens,
+                                   stop_ids=tok.stop_ids):
+        if first_token_ms is None:
+            first_token_ms = (time.perf_counter() - tg) * 1000
+        out.append(t)
+        text = tok.decode(out)
+        if on_token is not None and len(text) > len(shown):
+            on_token(text[len(shown):])
+        shown = text
+    gen_s = time.perf_counter() - tg
+    answer = tok.decode(out).strip()
+    citations = _cite(router, injected, answer)
+    timing = {
+        "route_ms": round(route_ms, 1), "generate_ms": round(gen_s * 1000, 1),
+        "first_token_ms": round(first_token_ms or 0.0, 1), "tokens": len(out),
+        "tokens_per_s": round(len(out) / gen_s, 1) if gen_s > 0 else 0.0,
+        "prompt_tokens": len(ids), "total_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
+    return AskResult(answer, citations, round_log, timing, router.mode)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.lower().strip(".,") for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 1}
+
+
+def _cite(router: Router, injected: list[RouteHit], answer: str) -> list[dict]:
+    """Cite the injected documents that support the answer (by shared content words), best
+    supported first; when none overlaps, the best-routed document."""
+    words = _content_words(answer)
+    scored = []
+    for order, h in enumerate(injected):
+        d = router.memory.docs[h.index]
+        support = len(words & _content_words(d.text)) / len(words) if words else 0.0
+        scored.append((support, -order, h))
+    scored.sort(key=lambda t: (-t[0], -t[1]))
+    best = scored[0][0] if scored else 0.0
+    keep = [t for t in scored if t[0] > 0 and t[0] >= 0.5 * best] or scored[:1]
+    out = []
+    for support, _, h in keep:
+        c = _hit_dict(router, h)
+        c["support"] = round(support, 3)
+        out.append(c)
+    return out
