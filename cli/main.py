@@ -30,7 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False)
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -84,7 +84,7 @@ def ingest(
 
         with bar:
             report = ingest_dir(root, st, engine, collection=collection or "default", reencode=reencode,
-                                progress=Callbacks(plan, advance, lambda m: err.print(m, highlight=False)))
+                                progress=Callbacks(plan, advance, lambda m: err.print(m, highlight=False, soft_wrap=True)))
     except MSAError as e:
         _fail(e)
     if as_json:
@@ -94,7 +94,7 @@ def ingest(
                   f"unchanged {report.unchanged}, failed {report.failed}; {report.documents} documents, "
                   f"{report.tokens:,} tokens in {report.seconds:.1f} s ({report.tokens_per_s:,.0f} tok/s)", highlight=False)
         for f in report.failures:
-            out.print(f"  failed: {f['path']}: {f['reason']}", highlight=False)
+            out.print(f"  failed: {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(2)
 
@@ -191,7 +191,7 @@ def verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
     else:
         for p in problems:
-            out.print(p, highlight=False)
+            out.print(p, highlight=False, soft_wrap=True)
         out.print("store is whole" if not problems else f"{len(problems)} problem(s)")
     if problems:
         raise typer.Exit(2)

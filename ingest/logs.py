@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 
 from .base import Document, SourceError, compress_lines, line_range_label
@@ -39,6 +42,22 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 _SAMPLE_ROWS = 50
 # (smallest magnitude, ticks per second): epoch seconds, milliseconds, microseconds, nanoseconds
 _EPOCH_UNITS = [(Decimal("1e8"), 1), (Decimal("1e11"), 10**3), (Decimal("1e14"), 10**6), (Decimal("1e17"), 10**9)]
+
+# --- window summary: facts computed from the rows, put between the header line and the rows ---
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_MISSING = {"", "-", "na", "n/a", "nan", "null", "none"}
+_STATUS_NAME = re.compile(r"status|state|level|severity|event|alarm|alert")
+_NORMAL = {"ok", "normal", "nominal", "info", "good", "healthy", "debug", "trace", "pass", "passed", "false", "no"}
+_SEVERE = re.compile(r"crit|fatal|emerg|alarm|alert|err|fail|fault|trip|panic|danger", re.I)
+_WARNING = re.compile(r"warn|caution", re.I)
+_ID_LIKE = re.compile(r"^(?:id|.*_id|seq.*|index|idx|row|row_?(?:no|num|number)|line|line_?(?:no|num|number)|record)$")
+_METRIC_NAMES = ("metric", "metric_name", "measurement", "variable", "quantity", "parameter", "signal")
+_VALUE_NAMES = ("value", "reading", "val", "metric_value", "measurement_value")
+_MAX_TIMES = 5  # times listed per status value in the summary
+_MAX_STATUS_VALUES = 16  # a "status" column with more distinct values in a window is free text
+_MAX_STATUS_LEN = 24
+_MAX_STATUS_LINES = 2
+_MAX_SUMMARY_LINES = 5
 
 
 def _norm(name: str) -> str:
@@ -150,6 +169,7 @@ class _Row:
     line_start: int
     line_end: int
     raw: str
+    fields: dict[str, str]  # the other columns, by name (JSON scalars as JSON text)
 
 
 @dataclass
@@ -162,6 +182,8 @@ class _Layout:
     header_raw: str = ""
     ts_name: str = ""
     sensor_name: str | None = None
+    names: tuple[str, ...] = ()  # CSV column names
+    long: tuple[str, str] | None = None  # (metric column, value column) of a long-format log
 
 
 def _csv_records(text: str, delimiter: str):
@@ -213,6 +235,8 @@ def _layout_csv(path: Path, text: str) -> _Layout | None:
         header_raw="\n".join(lines[header[0] - 1 : header[1]]),
         ts_name=header[2][ts].strip(),
         sensor_name=header[2][sensor].strip() if sensor is not None else None,
+        names=tuple(n.strip() for n in header[2]),
+        long=_long_format([n.strip() for n in header[2]]),
     )
 
 
@@ -237,7 +261,24 @@ def _layout_jsonl(text: str) -> _Layout | None:
         sensor=keys[sensor] if sensor is not None else None,
         ts_name=keys[ts],
         sensor_name=keys[sensor] if sensor is not None else None,
+        long=_long_format(keys),
     )
+
+
+def _long_format(names: list[str]) -> tuple[str, str] | None:
+    """(metric column, value column) when rows are metric/value pairs, as in plant_sensors.csv."""
+    normed = [_norm(n) for n in names]
+    m = next((names[normed.index(n)] for n in _METRIC_NAMES if n in normed), None)
+    v = next((names[normed.index(n)] for n in _VALUE_NAMES if n in normed), None)
+    return (m, v) if m is not None and v is not None else None
+
+
+def _scalar(v: object) -> str | None:
+    if isinstance(v, str):
+        return v
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    return json.dumps(v)
 
 
 def sniff_log(path: Path, text: str) -> bool:
@@ -266,6 +307,10 @@ def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
 
     if layout.fmt == "csv":
         width = None
+        keep: dict[str, int] = {}
+        for i, n in enumerate(layout.names):
+            if n and i != layout.ts and i != layout.sensor and n not in keep:
+                keep[n] = i
         for a, b, fields in _csv_records(text, layout.delimiter):
             if b <= layout.header_lines[1]:
                 if fields is not None:
@@ -283,7 +328,8 @@ def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
                 bad(a)
                 continue
             sensor = fields[layout.sensor].strip() if layout.sensor is not None else None
-            rows.append(_Row(parsed[0], parsed[1], sensor, a, b, "\n".join(lines[a - 1 : b])))
+            values = {n: fields[i] for n, i in keep.items() if i < len(fields)}
+            rows.append(_Row(parsed[0], parsed[1], sensor, a, b, "\n".join(lines[a - 1 : b]), values))
     else:
         for i, ln in enumerate(lines, 1):
             if not ln.strip():
@@ -301,7 +347,11 @@ def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
             if layout.sensor is not None:
                 v = o.get(layout.sensor)
                 sensor = "" if v is None else str(v).strip()
-            rows.append(_Row(parsed[0], parsed[1], sensor, i, i, ln))
+            values = {}
+            for k, v in o.items():
+                if k != layout.ts and k != layout.sensor and (sv := _scalar(v)) is not None:
+                    values[k] = sv
+            rows.append(_Row(parsed[0], parsed[1], sensor, i, i, ln, values))
     return rows, skipped, first_bad
 
 
@@ -310,11 +360,208 @@ def _header_line(sensor: str | None, t0: datetime, t1: datetime) -> str:
     return f"{who}, {iso_z(t0)} – {iso_z(t1)}"
 
 
+def _clock(t: datetime) -> str:
+    """02:17:00Z: the time of day, enough within a window of one clock hour."""
+    return iso_z(t)[11:]
+
+
+class _Stat:
+    """Count, sum, first minimum and first maximum of one metric, as written in the rows."""
+
+    def __init__(self) -> None:
+        self.n, self.total, self.decimals, self.exp = 0, 0.0, 0, False
+        self.min: tuple[float, str, datetime] | None = None
+        self.max: tuple[float, str, datetime] | None = None
+
+    def add(self, x: float, raw: str, t: datetime) -> None:
+        self.n += 1
+        self.total += x
+        if "e" in raw or "E" in raw:
+            self.exp = True
+        elif "." in raw:
+            self.decimals = max(self.decimals, len(raw) - raw.index(".") - 1)
+        if self.min is None or x < self.min[0]:
+            self.min = (x, raw, t)
+        if self.max is None or x > self.max[0]:
+            self.max = (x, raw, t)
+
+    def mean(self) -> tuple[float, str]:
+        m = self.total / self.n
+        if self.exp:
+            return float(f"{m:.6g}"), f"{m:.6g}"
+        d = min(max(self.decimals, 2), 6)
+        return round(m, d), f"{m:.{d}f}"
+
+    def line(self, name: str) -> str:
+        assert self.min is not None and self.max is not None
+        if self.n == 1:
+            return f"{name}: {self.min[1]} at {_clock(self.min[2])} (1 row)"
+        lo, hi = self.min, self.max
+        span = f"min {lo[1]} at {_clock(lo[2])}, max {hi[1]} at {_clock(hi[2])}"
+        return f"{name}: {span}, mean {self.mean()[1]} ({self.n} rows)"
+
+    def data(self) -> dict:
+        assert self.min is not None and self.max is not None
+        return {
+            "min": self.min[0], "min_t": iso_z(self.min[2]), "max": self.max[0], "max_t": iso_z(self.max[2]),
+            "mean": self.mean()[0], "n": self.n,
+        }  # fmt: skip
+
+
+def _normal(value: str) -> bool:
+    return value.lower() in _NORMAL
+
+
+def _severity(value: str) -> int:
+    return 0 if _SEVERE.search(value) else 1 if _WARNING.search(value) else 2
+
+
+@lru_cache(maxsize=1024)
+def _column_kind(name: str) -> tuple[bool, bool]:
+    """(an identifier or a second clock: neither metric nor status, named like a status)."""
+    n = _norm(name)
+    clock = n in _TS_NAMES or n.endswith(("_time", "_ts", "timestamp", "_at")) or n.startswith("time")
+    return bool(clock or _ID_LIKE.match(n)), bool(_STATUS_NAME.search(n))
+
+
+class _Summary:
+    """Facts about one window's rows, added one row at a time.
+
+    Numeric columns (or, in a long-format log, each metric name) get min/max/mean; a column named
+    like a status (status, state, level, severity, event, alarm, alert) whose values are short
+    codes gets counts per value and the times of every value other than OK/NORMAL/INFO/...
+    Columns are classified per window, from its rows only, so appending rows to a log changes
+    only its last windows.
+    """
+
+    def __init__(self, long: tuple[str, str] | None) -> None:
+        self.long = long
+        self.stats: dict[str, _Stat] = {}
+        self.text: dict[str, int] = {}  # column -> non-numeric values seen
+        self.codes: dict[str, dict[str, list]] = {}  # status column -> value -> [count, first times]
+        self.free: set[str] = set()  # status-named columns whose values are not short codes
+
+    def copy(self) -> _Summary:
+        c = _Summary(self.long)
+        c.stats = {k: copy.copy(s) for k, s in self.stats.items()}
+        c.text = dict(self.text)
+        c.codes = {k: {v: [n, *ts] for v, (n, *ts) in values.items()} for k, values in self.codes.items()}
+        c.free = set(self.free)
+        return c
+
+    def _stat(self, name: str, v: str, t: datetime) -> bool:
+        if not _NUMBER.match(v):
+            return False
+        x = float(v)
+        if math.isfinite(x):
+            s = self.stats.get(name)
+            if s is None:
+                s = self.stats[name] = _Stat()
+            s.add(x, v, t)
+        return True
+
+    def add(self, r: _Row) -> None:
+        long = self.long or ()
+        for k, v in r.fields.items():
+            v = v.strip()
+            if k in long or v.lower() in _MISSING:
+                continue
+            skip, status_named = _column_kind(k)
+            if skip or self._stat(k, v, r.t):
+                continue
+            self.text[k] = self.text.get(k, 0) + 1
+            if k in self.free or not status_named:
+                continue
+            values = self.codes.setdefault(k, {})
+            seen = values.get(v)
+            if seen is None:
+                values[v] = [1, r.t]
+                if len(values) > _MAX_STATUS_VALUES or len(v) > _MAX_STATUS_LEN or len(v.split()) != 1:
+                    self.free.add(k)
+                    del self.codes[k]
+            else:
+                seen[0] += 1
+                if len(seen) <= _MAX_TIMES:
+                    seen.append(r.t)
+        if long:
+            m, v = (r.fields.get(c, "").strip() for c in long)
+            if m and v.lower() not in _MISSING:
+                self._stat(m, v, r.t)
+
+    def metrics(self) -> dict[str, _Stat]:
+        """Metrics whose values are at least 90% numbers in this window."""
+        return {k: s for k, s in self.stats.items() if s.n >= 9 * self.text.get(k, 0)}
+
+    def statuses(self) -> dict[str, dict[str, list]]:
+        metrics = self.metrics()
+        return {k: v for k, v in self.codes.items() if k not in metrics}
+
+    def flagged(self) -> list[str]:
+        """Non-normal status values present, most severe first, then in order of appearance."""
+        seen = dict.fromkeys(v for values in self.statuses().values() for v in values if not _normal(v))
+        return sorted(seen, key=_severity)
+
+    def lines(self, budget: int) -> list[str]:
+        """At most 5 lines, metrics then statuses, of at most `budget` chars in all (statuses kept first)."""
+        status_lines = []
+        for k, values in list(self.statuses().items())[:_MAX_STATUS_LINES]:
+            normal = sorted((v for v in values if _normal(v)), key=lambda v: -values[v][0])
+            parts = [f"{values[v][0]} {v}" for v in normal]
+            for v, (n, *times) in values.items():
+                if not _normal(v):
+                    listed = [_clock(t) for t in times] + (["…"] if n > len(times) else [])
+                    parts.append(f"{n} {v} ({', '.join(listed)})")
+            status_lines.append(f"{k}: " + ", ".join(parts))
+        metric_lines = [s.line(k) for k, s in self.metrics().items()][: _MAX_SUMMARY_LINES - len(status_lines)]
+        keep, used = set(), 0
+        for ln in status_lines + metric_lines:
+            if used + len(ln) + 1 <= budget:
+                keep.add(ln)
+                used += len(ln) + 1
+        return [ln for ln in metric_lines + status_lines if ln in keep]
+
+    def data(self, rows: list[_Row]) -> dict:
+        """JSON-serialisable facts: stats per metric, counts per status value, the non-normal rows."""
+        out: dict = {}
+        if metrics := self.metrics():
+            out["stats"] = {k: s.data() for k, s in metrics.items()}
+        statuses = self.statuses()
+        if statuses:
+            out["counts"] = {k: {v: x[0] for v, x in values.items()} for k, values in statuses.items()}
+            events = []
+            for r in rows:
+                flags = {}
+                for k, values in statuses.items():
+                    v = r.fields.get(k, "").strip()
+                    if v in values and not _normal(v):
+                        flags[k] = v
+                if flags:
+                    events.append({"t": iso_z(r.t), **flags, "line": r.line_start})
+            if events:
+                out["events"] = events
+        return out
+
+
+def _summarise(rows: list[_Row], layout: _Layout, s: _Summary | None = None) -> _Summary:
+    if s is None:
+        s = _Summary(layout.long)
+    for r in rows:
+        s.add(r)
+    return s
+
+
+def _render(sensor: str | None, rows: list[_Row], summary: _Summary, prefix: str, max_chars: int) -> str:
+    head = [_header_line(sensor, rows[0].t, rows[-1].t), *summary.lines(max_chars // 3)]
+    return "\n".join(head) + "\n" + prefix + "\n".join(r.raw for r in rows)
+
+
 def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[str] | None) -> list[Document]:
     """Rows grouped per sensor into clock-hour windows (split further to fit max_chars), in UTC.
 
-    Windows are aligned to whole hours so that appending rows to a log changes only the last
-    window of each sensor, and re-ingestion can keep the rest.
+    Each window's text is a header line (sensor, first and last time), a short summary of its
+    rows (see _Summary), the CSV header and the rows verbatim. Windows are aligned to whole hours
+    so that appending rows to a log changes only the last window of each sensor, and
+    re-ingestion can keep the rest.
     """
     ext = path.suffix.lower()
     try:
@@ -334,30 +581,44 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
     for r in rows:
         by_sensor.setdefault(r.sensor, []).append(r)
 
-    windows: list[tuple[str | None, list[_Row]]] = []
+    budget = max_chars // 3  # for the summary lines
+    windows: list[tuple[str | None, list[_Row], _Summary]] = []
     for sensor, srows in by_sensor.items():
         srows.sort(key=lambda r: (r.t, r.line_start))
         who = len(_header_line(sensor, _EPOCH, _EPOCH)) - 2 * len(iso_z(_EPOCH))
         cur: list[_Row] = []
-        size = 0
+        summary = _Summary(layout.long)
+        added = 0  # cur[:added] are in summary: rows are added only once the summary's size matters
+        size = 0  # rows joined, plus one
         for r in srows:
+            if cur and r.t - cur[0].t < WINDOW and r.t.hour == cur[0].t.hour:
+                bare = who + _iso_len(cur[0].t) + _iso_len(r.t) + 1 + len(prefix) + size + len(r.raw)  # no summary
+                if bare + budget <= max_chars:
+                    cur.append(r)
+                    size += len(r.raw) + 1
+                    continue
+                for x in cur[added:]:
+                    summary.add(x)
+                added = len(cur)
+                trial = summary.copy()
+                trial.add(r)
+                if bare + sum(len(ln) + 1 for ln in trial.lines(budget)) <= max_chars:
+                    cur.append(r)
+                    summary, added = trial, added + 1
+                    size += len(r.raw) + 1
+                    continue
             if cur:
-                same_hour = r.t - cur[0].t < WINDOW and r.t.hour == cur[0].t.hour
-                head = who + _iso_len(cur[0].t) + _iso_len(r.t)
-                fits = head + 1 + len(prefix) + size + len(r.raw) <= max_chars
-                if not (same_hour and fits):
-                    windows.append((sensor, cur))
-                    cur, size = [], 0
-            cur.append(r)
-            size += len(r.raw) + 1
+                windows.append((sensor, cur, _summarise(cur[added:], layout, summary)))
+            summary, added = _Summary(layout.long), 0
+            cur, size = [r], len(r.raw) + 1
         if cur:
-            windows.append((sensor, cur))
+            windows.append((sensor, cur, _summarise(cur[added:], layout, summary)))
     windows.sort(key=lambda w: (w[1][0].t, "" if w[0] is None else w[0]))
 
     docs = []
-    for sensor, wrows in windows:
+    for sensor, wrows, summary in windows:
         t0, t1 = wrows[0].t, wrows[-1].t
-        text_out = _header_line(sensor, t0, t1) + "\n" + prefix + "\n".join(r.raw for r in wrows)
+        text_out = _render(sensor, wrows, summary, prefix, max_chars)
         data: dict = {"t_start": iso_z(t0), "t_end": iso_z(t1)}
         ranges = compress_lines([n for r in wrows for n in range(r.line_start, r.line_end + 1)])
         data.update(line_start=ranges[0][0], line_end=ranges[-1][1], rows=len(wrows))
@@ -367,9 +628,11 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
             data["sensor"] = sensor
         if any(r.naive for r in wrows):
             data["tz_assumed"] = "UTC"
+        data.update(summary.data(wrows))
         if len(text_out) > max_chars:  # one row longer than the whole budget
             text_out = text_out[: max_chars - 1] + "…"
             data["truncated"] = True
+        title = " ".join(([] if sensor is None else [sensor]) + summary.flagged())
         docs.append(
             Document(
                 path=rel,
@@ -377,7 +640,7 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
                 anchor=f"{data['t_start']} – {data['t_end']}, {line_range_label([(ranges[0][0], ranges[-1][1])])}",
                 anchor_data=data,
                 text=text_out,
-                title="" if sensor is None else sensor,
+                title=title,
             )
         )
     return docs

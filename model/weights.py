@@ -205,7 +205,7 @@ def load_model(
     state = {k: v for k, v in state.items() if k in expected}
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     model.inv_freq = (1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim)))
-    return model.to(device).eval()
+    return model.to(device).eval().fuse()
 
 
 def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path) -> str:

@@ -61,6 +61,7 @@ class Router:
 
     def __init__(self, store: Store, engine: Engine, collection: str | None, mode: str, top_k: int | None) -> None:
         self.store, self.engine = store, engine
+        store.check_model(engine.fingerprint, engine.name)
         self.mode = resolve_mode(mode, engine.cfg)
         self.memory = MemoryIndex(store, collection, engine.cfg)
         self.top_k = top_k or engine.cfg.msa.top_k_docs

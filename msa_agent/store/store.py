@@ -129,16 +129,21 @@ class Store:
         with self.session() as s:
             return {r.key: r.value for r in s.scalars(select(ManifestRow))}
 
+    def check_model(self, fingerprint: str, model: str = "?") -> None:
+        """Refuse a model other than the one the store was built with (any model fits an empty store)."""
+        current = self.manifest
+        if "fingerprint" in current and current["fingerprint"] != fingerprint:
+            raise FingerprintMismatch(
+                f"{self.path} was built with model {current.get('model', '?')} "
+                f"(fingerprint {current['fingerprint']}); the current model is {model} "
+                f"(fingerprint {fingerprint}). Re-ingest with --reencode, or use the model it was built with."
+            )
+
     def bind_model(self, info: dict[str, str]) -> None:
         """Record the model a store is built with, or refuse a different one."""
         current = self.manifest
         if "fingerprint" in current:
-            if current["fingerprint"] != info["fingerprint"]:
-                raise FingerprintMismatch(
-                    f"{self.path} was built with model {current.get('model', '?')} "
-                    f"(fingerprint {current['fingerprint']}); the current model is {info.get('model', '?')} "
-                    f"(fingerprint {info['fingerprint']}). Re-ingest with --reencode, or use the model it was built with."
-                )
+            self.check_model(info["fingerprint"], info.get("model", "?"))
             return
         with self.session() as s, s.begin():
             s.merge(ManifestRow(key="format_version", value=str(FORMAT_VERSION)))
@@ -261,8 +266,8 @@ class Store:
         """BM25 over path, title and body: (document id, score; higher is better), best first.
 
         Compound names in the query (`pump-3`, `emergency_stop`, `NW-340`) are rare and decisive
-        in enterprise questions; documents containing one as a phrase get a boost of half the
-        best BM25 score per name.
+        in enterprise questions; documents containing one as a phrase get a boost of the best
+        BM25 score per name, so they rank by names matched first, then by BM25.
         """
         words = [w for w in _WORD.findall(query.lower()) if w not in _STOP and len(w) > 1]
         if not words:
@@ -280,7 +285,8 @@ class Store:
             scores = {int(i): -float(r) for i, r in rows}
             if not scores:
                 return []
-            bonus = 0.5 * max(scores.values())
+            # The best BM25 score per name: a document naming it outranks every one that does not.
+            bonus = max(scores.values())
             for name in dict.fromkeys(_COMPOUND.findall(query.lower())):
                 phrase = '"' + " ".join(_WORD.findall(name)) + '"'
                 hits = conn.execute(text(

@@ -67,13 +67,16 @@ def test_pump3_alarm_window(docs):
     line = lines.index(row) + 1
     d = _one(docs, row, log)
     a = d.anchor_data
-    assert (a["sensor"], d.title) == ("pump-3", "pump-3")
+    assert a["sensor"] == "pump-3" and d.title.split()[:2] == ["pump-3", "ALARM"]
     assert a["t_start"] <= "2024-03-14T02:17:00Z" <= a["t_end"]
     assert a["t_start"] >= "2024-03-14T02:00:00Z" and a["t_end"] < "2024-03-14T03:00:00Z"
     assert any(x <= line <= y for x, y in a["line_ranges"])
     assert d.anchor == f"{a['t_start']} – {a['t_end']}, lines {a['line_start']}-{a['line_end']}"
-    assert d.text.startswith(f"sensor pump-3, {a['t_start']} – {a['t_end']}\ntimestamp,sensor_id,metric,value,status\n")
-    assert all(",pump-3," in r for r in d.text.split("\n")[2:])
+    head = d.text.split("\n")[:4]
+    assert head[0] == f"sensor pump-3, {a['t_start']} – {a['t_end']}"
+    assert "max 9.41 at 02:17:00Z" in head[1] and "1 ALARM (02:17:00Z)" in head[2]
+    assert head[3] == "timestamp,sensor_id,metric,value,status"
+    assert all(",pump-3," in r for r in d.text.split("\n")[4:])
 
 
 def _load(name):

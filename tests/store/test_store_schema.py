@@ -1,0 +1,196 @@
+"""Opening a store: numbered append-only migrations, the model it is bound to, the writers' lock,
+and what status counts."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, StoreNotFound
+from msa_agent.store import FORMAT_VERSION, Store
+from msa_agent.store.schema import MIGRATIONS, migrate
+
+N = len(MIGRATIONS)
+TABLES = {"manifest", "sources", "documents", "segments", "ingest_runs", "jobs", "doc_fts", "schema_migrations"}
+
+
+def _versions(db) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT version, applied_at FROM schema_migrations ORDER BY version").fetchall()
+
+
+def _tables(db) -> set[str]:
+    with sqlite3.connect(db) as c:
+        return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_opening_an_empty_directory_creates_the_latest_schema(tmp_path):
+    st = Store.open(tmp_path / "s", create=True)
+    st.close()
+    db = tmp_path / "s" / "msa.db"
+    assert [v for v, _ in _versions(db)] == list(range(1, N + 1))
+    assert TABLES <= _tables(db)
+    assert (tmp_path / "s" / "segments").is_dir()
+
+
+def test_opening_again_is_a_no_op(tmp_path):
+    Store.open(tmp_path, create=True).close()
+    before = _versions(tmp_path / "msa.db")
+    for create in (False, True):
+        Store.open(tmp_path, create=create).close()
+    assert _versions(tmp_path / "msa.db") == before
+    engine = create_engine(f"sqlite:///{tmp_path / 'msa.db'}")
+    with engine.begin() as conn:
+        assert migrate(conn) == N
+    engine.dispose()
+    assert _versions(tmp_path / "msa.db") == before
+
+
+def test_an_old_store_is_migrated_forward(tmp_path):
+    """A store saved by the first version (migration 1 only) gains the later ones on open."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'msa.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"))
+        MIGRATIONS[0](conn)
+        conn.execute(text("INSERT INTO schema_migrations VALUES (1, '2025-01-01T00:00:00Z')"))
+        conn.execute(text("INSERT INTO manifest VALUES ('fingerprint', 'abc')"))
+    engine.dispose()
+    assert "doc_fts" not in _tables(tmp_path / "msa.db")
+    st = Store.open(tmp_path)
+    assert st.manifest == {"fingerprint": "abc"}  # data kept
+    assert st.lexical_search(None, "anything", 5) == []  # the lexical index exists now
+    st.close()
+    versions = _versions(tmp_path / "msa.db")
+    assert [v for v, _ in versions] == list(range(1, N + 1))
+    assert versions[0][1] == "2025-01-01T00:00:00Z"
+
+
+def test_a_store_from_a_newer_msa_is_refused(tmp_path):
+    Store.open(tmp_path, create=True).close()
+    with sqlite3.connect(tmp_path / "msa.db") as c:
+        c.execute("INSERT INTO schema_migrations VALUES (?, '2099-01-01T00:00:00Z')", (N + 1,))
+    with pytest.raises(StoreCorrupt, match=f"schema version {N + 1} is newer"):
+        Store.open(tmp_path)
+    assert [v for v, _ in _versions(tmp_path / "msa.db")] == list(range(1, N + 2))  # left as it was
+
+
+def test_a_missing_store_is_not_created_unless_asked(tmp_path):
+    with pytest.raises(StoreNotFound, match="msa ingest"):
+        Store.open(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(StoreNotFound):
+        Store.open(tmp_path)  # a directory without msa.db is no store either
+
+
+def test_bind_model_records_then_guards_the_fingerprint(store):
+    store.check_model("anything")  # an empty store takes any model
+    info = {"fingerprint": "f1", "model": "tiny", "router_layers": "2,3", "pooling": "4"}
+    store.bind_model(info)
+    assert store.manifest == {**info, "format_version": str(FORMAT_VERSION)}
+    store.bind_model(dict(info))  # same model: fine
+    store.check_model("f1")
+    with pytest.raises(FingerprintMismatch) as e:
+        store.bind_model({**info, "fingerprint": "f2", "model": "other"})
+    msg = str(e.value)
+    assert "\n" not in msg and "--reencode" in msg and "f1" in msg and "f2" in msg and "other" in msg
+    with pytest.raises(FingerprintMismatch, match="--reencode"):
+        store.check_model("f2", "other")
+    assert store.manifest["fingerprint"] == "f1"
+
+
+def test_reset_drops_memory_but_keeps_sources_for_re_encoding(store, fill):
+    store.bind_model({"fingerprint": "f1"})
+    fill(store, {"a.txt": [("A", "alpha")], "b.txt": [("B", "beta")]})
+    store.reset()
+    assert store.live_documents(None) == [] and store.manifest == {}
+    assert list(store.segments_dir.iterdir()) == []
+    assert store.lexical_search(None, "alpha", 5) == []
+    srcs = store.sources("default")
+    assert sorted(srcs) == ["/src/a.txt", "/src/b.txt"]
+    assert {s.content_hash for s in srcs.values()} == {""}
+    store.bind_model({"fingerprint": "f2"})  # another model is welcome now
+    assert store.verify() == []
+
+
+def test_commit_replaces_a_sources_documents_and_remove_source_forgets_it(store, fill):
+    first = fill(store, {"a.txt": [("A1", "one"), ("A2", "two")], "b.txt": [("B", "three")]})
+    second = fill(store, {"a.txt": [("A1", "uno")]}, seed=1)
+    live = store.live_documents(None)
+    assert sorted(d.id for d in live) == sorted([first[2], *second])
+    assert store.sources("default")["/src/a.txt"].n_docs == 1
+    assert store.remove_source("default", "/src/a.txt") == 1
+    assert store.remove_source("default", "/src/a.txt") == 0
+    assert [d.id for d in store.live_documents(None)] == [first[2]]
+    assert sorted(store.sources("default")) == ["/src/b.txt"]
+    assert store.status()["tombstoned"] == 3
+
+
+def test_live_documents_are_in_segment_then_chunk_order(store, fill):
+    fill(store, {"a.txt": [("A1", "one"), ("A2", "two")]}, collection="x")
+    fill(store, {"b.txt": [("B1", "three"), ("B2", "four")]}, collection="y", seed=1)
+    live = store.live_documents(None)
+    assert [(d.segment_id, d.chunk_start) for d in live] == sorted((d.segment_id, d.chunk_start) for d in live)
+    assert [d.text for d in store.live_documents("x")] == ["one", "two"]
+    assert [d.text for d in store.live_documents("y")] == ["three", "four"]
+
+
+def test_status_counts(store, fill):
+    fill(store, {"a.txt": [("A1", "one"), ("A2", "two")], "b.txt": [("B", "three")]}, collection="x")
+    fill(store, {"c.txt": [("C", "four")]}, collection="y", root="/other", seed=1)
+    fill(store, {"b.txt": [("B", "tres")]}, collection="x", seed=2)
+    st = store.status()
+    assert (st["documents"], st["tombstoned"], st["segments"]) == (4, 1, 3)
+    assert (st["tokens"], st["chunks"]) == (4 * 7, 4 * 2)
+    assert st["collections"] == ["x", "y"]
+    assert st["bytes_on_disk"] == sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
+    assert st["bytes_per_token"] == round(st["bytes_on_disk"] / st["tokens"], 1)
+    assert sorted((s["root"], s["collection"], s["files"]) for s in st["sources"]) == [("/other", "y", 1), ("/src", "x", 2)]
+    assert st["jobs"] == [] and st["fingerprint"] is None
+
+
+# ---- the writers' lock ----------------------------------------------------------------------
+
+
+def test_write_lock_is_exclusive_and_released(store):
+    with store.write_lock():
+        other = Store.open(store.path)
+        with pytest.raises(StoreLocked, match="another msa process is writing"):
+            with other.write_lock():
+                pass
+        other.close()
+    with store.write_lock():  # released on exit
+        pass
+    with pytest.raises(RuntimeError):
+        with store.write_lock():
+            raise RuntimeError("boom")
+    with store.write_lock():  # and on an error
+        pass
+
+
+def test_a_killed_writer_leaves_no_stale_lock(store):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from msa_agent.store import Store
+            st = Store.open({str(store.path)!r})
+            with st.write_lock():
+                print("locked", flush=True)
+                sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLocked):
+            with store.write_lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with store.write_lock():
+        pass
