@@ -40,11 +40,11 @@ def _open_store(store: Path | None, create: bool = False):  # noqa: ANN202
     return Store.open(settings.store_path(store), create=create)
 
 
-def _engine(model: str | None):  # noqa: ANN202
+def _engine(model: str | None, purpose: str = "encode"):  # noqa: ANN202
     from msa_agent.engine import Engine
 
     with err.status("loading model…"):
-        return Engine.load(model)
+        return Engine.load(model, purpose=purpose)
 
 
 @app.command()
@@ -116,7 +116,7 @@ def ask(
 
     try:
         st = _open_store(store)
-        engine = _engine(model)
+        engine = _engine(model, "generate")
         stream = None if as_json else (lambda s: out.print(s, end="", highlight=False, markup=False))
         result = run_ask(st, engine, question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
                          max_new_tokens=max_tokens, on_token=stream)
@@ -149,7 +149,7 @@ def route(
 
     try:
         st = _open_store(store)
-        engine = _engine(model)
+        engine = _engine(model, "generate")
         result = run_route(st, engine, question, collection=collection, top_k=top_k, mode=mode)
     except MSAError as e:
         _fail(e)

@@ -131,8 +131,9 @@ class Attention(nn.Module):
         seen by every query, the last T causally."""
         B, _, T, _ = q.shape
         L = k.shape[2]
-        if n_visible == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=True)
+        if n_visible == 0 or T == 1:
+            # One new token sees every key; with nothing visible before it, plain causal.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=n_visible == 0 and T > 1, enable_gqa=True)
         else:
             rows = torch.arange(T, device=q.device)[:, None]
             cols = torch.arange(L, device=q.device)[None, :]

@@ -21,9 +21,16 @@ from . import settings
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def default_dtype(device: str) -> str:
-    # bf16 matmuls run ~2.5x faster than fp32 on current x86 CPUs (AVX512-BF16/AMX) and on GPUs.
-    return os.environ.get("MSA_DTYPE") or "bfloat16"
+def default_dtype(device: str, purpose: str = "encode") -> str:
+    """bf16 for batched encoding (its wide matmuls run faster than fp32 on AVX512-BF16 CPUs and
+    on GPUs); fp32 for generation on CPU, where bf16's single-token matmuls and first-call kernel
+    set-up measured 2-10x slower (bench/NOTES.md)."""
+    env = os.environ.get("MSA_DTYPE")
+    if env:
+        return env
+    if purpose == "generate" and device == "cpu":
+        return "float32"
+    return "bfloat16"
 
 
 @dataclass
@@ -38,14 +45,15 @@ class Engine:
     device: str
 
     @classmethod
-    def load(cls, model: str | Path | None = None, *, dtype: str | None = None, device: str = "cpu") -> Engine:
+    def load(cls, model: str | Path | None = None, *, dtype: str | None = None, device: str = "cpu",
+             purpose: str = "encode") -> Engine:
         spec = settings.model_spec(model)
         cache = settings.model_cache_dir()
         try:
             model_dir = resolve_model_dir(spec, cache)
         except ModelNotFound as e:
             raise BadInput(str(e)) from None
-        dtype = dtype or default_dtype(device)
+        dtype = dtype or default_dtype(device, purpose)
         if dtype not in DTYPES:
             raise BadInput(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
         m = load_model(model_dir, dtype=DTYPES[dtype], device=device)

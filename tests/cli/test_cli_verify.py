@@ -1,0 +1,89 @@
+"""`msa verify`, `msa compact` and `msa status` over a store ingested by `msa ingest`, whole and
+damaged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from msa_agent.store import Store, write_segment
+
+
+@pytest.fixture
+def ingested(msa, corpus, store_dir):
+    return json.loads(msa("ingest", corpus, "--store", store_dir, "--json").stdout)
+
+
+def _segments(store_dir):
+    return sorted(p for p in (store_dir / "segments").iterdir())
+
+
+def test_verify_a_whole_store(msa, msa_json, ingested, store_dir):
+    assert msa("verify", "--store", store_dir).stdout.strip() == "store is whole"
+    assert msa_json("verify", "--store", store_dir) == {"ok": True, "problems": []}
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_verify_a_damaged_segment(msa, msa_json, ingested, store_dir, damage):
+    [seg] = _segments(store_dir)
+    f = seg / "v.npy"
+    if damage == "flip":
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        f.write_bytes(bytes(data))
+    elif damage == "truncate":
+        f.write_bytes(f.read_bytes()[:200])
+    else:
+        f.unlink()
+    res = msa("verify", "--store", store_dir, code=2)
+    lines = res.stdout.strip().splitlines()
+    assert lines[-1] == "1 problem(s)"
+    assert lines[0].startswith(f"segment {seg.name}: v.npy ")
+    out = msa_json("verify", "--store", store_dir, code=2)
+    assert out["ok"] is False and len(out["problems"]) == 1 and seg.name in out["problems"][0]
+
+
+def test_orphan_segment_is_reported_then_compacted(msa, msa_json, ingested, store_dir, corpus):
+    [seg] = _segments(store_dir)
+    # What an ingest killed between fsyncing its segment and committing its rows leaves behind.
+    st = Store.open(store_dir)
+    s = st.segment(seg.name)
+    write_segment(st.segments_dir, "deadbeefdeadbeef", s.k, s.v, s.rk, s.chunks)
+    st.close()
+    out = msa_json("verify", "--store", store_dir, code=2)
+    assert out["problems"] == ["segment directory deadbeefdeadbeef has no row (left by an interrupted ingest)"]
+
+    assert msa("compact", "--store", store_dir).stdout.strip() == "removed 0 documents, 0 segments, 1 directories"
+    assert _segments(store_dir) == [seg]
+    msa("verify", "--store", store_dir)
+
+    # Tombstones from a changed file go too, with the segment no live document uses any more.
+    (corpus / "code" / "pump.py").write_text("def only_this():\n    pass\n")
+    (corpus / "contracts" / "supply.txt").unlink()
+    (corpus / "contracts" / "maintenance.md").unlink()
+    (corpus / "logs" / "sensors.csv").unlink()
+    msa("ingest", corpus, "--store", store_dir)
+    res = msa("compact", "--store", store_dir)
+    assert res.stdout.strip() == f"removed {ingested['documents']} documents, 1 segments, 1 directories"
+    assert seg not in _segments(store_dir) and len(_segments(store_dir)) == 1
+    status = msa_json("status", "--store", store_dir)
+    assert (status["documents"], status["tombstoned"], status["segments"]) == (1, 0, 1)
+    msa("verify", "--store", store_dir)
+
+
+def test_status(msa, msa_json, ingested, store_dir, corpus, tiny_model_dir):
+    st = msa_json("status", "--store", store_dir)
+    assert (st["documents"], st["tokens"]) == (ingested["documents"], ingested["tokens"])
+    store = Store.open(store_dir)
+    live = store.live_documents(None)
+    assert st["chunks"] == sum(d.n_chunks for d in live) == sum(store.segment(p.name).chunks.shape[0]
+                                                                 for p in _segments(store_dir))
+    store.close()
+    assert st["bytes_on_disk"] == sum(f.stat().st_size for f in store_dir.rglob("*") if f.is_file())
+    assert (st["segments"], st["tombstoned"], st["collections"]) == (1, 0, ["default"])
+    assert st["model"] == tiny_model_dir.name and len(st["fingerprint"]) == 24
+    [src] = st["sources"]
+    assert (src["root"], src["collection"], src["files"]) == (str(corpus), "default", 4) and src["last_ingest"]
+    text = msa("status", "--store", store_dir).stdout
+    assert f"documents: {ingested['documents']}" in text and f"fingerprint: {st['fingerprint']}" in text
