@@ -210,11 +210,24 @@ def compact(store: StoreOpt = None) -> None:
 
 
 def main() -> None:
+    """Entry point: usage errors are user errors (exit 1, one line), not partial runs (exit 2)."""
+    from typer.exceptions import TyperException
+
     try:
-        app()
-    except KeyboardInterrupt:
+        rv = app(standalone_mode=False)
+    except TyperException as e:  # typer's own click: usage errors, bad parameters
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            sys.exit(0)
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {' '.join(msg.split())}{hint}", highlight=False, soft_wrap=True, markup=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Sensor logs (CSV/TSV with a header, JSON lines): per-sensor windows of at most an hour, in UTC."""
+"""Sensor logs (CSV/TSV with a header, JSON lines): per-sensor windows of at most an hour, in UTC.
+
+The windows and their summaries (window_documents) also serve the line logs of syslog.py."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from .base import Document, SourceError, compress_lines, line_range_label
 
 CSV_EXTS = {".csv", ".tsv"}
 JSONL_EXTS = {".jsonl", ".ndjson"}
-LOG_EXTS = CSV_EXTS | JSONL_EXTS
+# Lines of text, one event each (syslog RFC 3164/5424, logfmt): a log by extension for .syslog,
+# by content for .log; .txt, extension-less and rotated ("syslog.1") files only by content.
+TEXT_LOG_EXTS = {".log", ".syslog"}
+LOG_EXTS = CSV_EXTS | JSONL_EXTS | TEXT_LOG_EXTS
 
 WINDOW = timedelta(hours=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -47,7 +52,14 @@ _EPOCH_UNITS = [(Decimal("1e8"), 1), (Decimal("1e11"), 10**3), (Decimal("1e14"),
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _MISSING = {"", "-", "na", "n/a", "nan", "null", "none"}
 _STATUS_NAME = re.compile(r"status|state|level|severity|event|alarm|alert")
-_NORMAL = {"ok", "normal", "nominal", "info", "good", "healthy", "debug", "trace", "pass", "passed", "false", "no"}
+_NORMAL = {
+    "ok", "normal", "nominal", "info", "notice", "good", "healthy", "debug", "trace", "pass", "passed", "false", "no",
+}  # fmt: skip
+# Order among the severe (and among the warning) values in a title: syslog's, most severe first.
+_RANK = {
+    "emerg": 0, "emergency": 0, "panic": 0, "alert": 1, "crit": 2, "critical": 2, "fatal": 2, "err": 3, "error": 3,
+    "warning": 4, "warn": 4,
+}  # fmt: skip
 _SEVERE = re.compile(r"crit|fatal|emerg|alarm|alert|err|fail|fault|trip|panic|danger", re.I)
 _WARNING = re.compile(r"warn|caution", re.I)
 _ID_LIKE = re.compile(r"^(?:id|.*_id|seq.*|index|idx|row|row_?(?:no|num|number)|line|line_?(?:no|num|number)|record)$")
@@ -170,6 +182,7 @@ class _Row:
     line_end: int
     raw: str
     fields: dict[str, str]  # the other columns, by name (JSON scalars as JSON text)
+    year_assumed: bool = False  # the clock had no year (RFC 3164 syslog): taken from the file's mtime
 
 
 @dataclass
@@ -282,8 +295,13 @@ def _scalar(v: object) -> str | None:
 
 
 def sniff_log(path: Path, text: str) -> bool:
-    """Whether a CSV/TSV/JSONL file has a clock we can window by."""
+    """Whether a CSV/TSV/JSONL file has a clock we can window by; whether a .log file's first
+    lines are syslog or logfmt (a .syslog file is a log by its name)."""
     ext = path.suffix.lower()
+    if ext in TEXT_LOG_EXTS:
+        from .syslog import sniff_text_log
+
+        return ext == ".syslog" or sniff_text_log(text) is not None
     try:
         if ext in CSV_EXTS:
             return _layout_csv(path, text) is not None
@@ -292,6 +310,16 @@ def sniff_log(path: Path, text: str) -> bool:
     except (csv.Error, ValueError):
         return False
     return False
+
+
+def maybe_text_log(path: Path, text: str) -> bool:
+    """Whether a .txt, extension-less or rotated ("messages.1") file is a syslog or logfmt log."""
+    ext = path.suffix.lower()
+    if ext not in (".txt", "") and not ext[1:].isdigit():
+        return False
+    from .syslog import sniff_text_log
+
+    return sniff_text_log(text) is not None
 
 
 def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
@@ -355,8 +383,8 @@ def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
     return rows, skipped, first_bad
 
 
-def _header_line(sensor: str | None, t0: datetime, t1: datetime) -> str:
-    who = "all rows" if sensor is None else f"sensor {sensor or '(none)'}"
+def _header_line(sensor: str | None, t0: datetime, t1: datetime, word: str = "sensor") -> str:
+    who = "all rows" if sensor is None else f"{word} {sensor or '(none)'}"
     return f"{who}, {iso_z(t0)} – {iso_z(t1)}"
 
 
@@ -412,8 +440,8 @@ def _normal(value: str) -> bool:
     return value.lower() in _NORMAL
 
 
-def _severity(value: str) -> int:
-    return 0 if _SEVERE.search(value) else 1 if _WARNING.search(value) else 2
+def _severity(value: str) -> tuple[int, int]:
+    return (0 if _SEVERE.search(value) else 1 if _WARNING.search(value) else 2), _RANK.get(value.lower(), 9)
 
 
 @lru_cache(maxsize=1024)
@@ -431,11 +459,13 @@ class _Summary:
     like a status (status, state, level, severity, event, alarm, alert) whose values are short
     codes gets counts per value and the times of every value other than OK/NORMAL/INFO/...
     Columns are classified per window, from its rows only, so appending rows to a log changes
-    only its last windows.
+    only its last windows. Tally columns (a syslog's app) are counted per value, most frequent
+    first, and flag nothing.
     """
 
-    def __init__(self, long: tuple[str, str] | None) -> None:
+    def __init__(self, long: tuple[str, str] | None, tally: tuple[str, ...] = ()) -> None:
         self.long = long
+        self.tallies: dict[str, dict[str, int]] = {k: {} for k in tally}
         self.stats: dict[str, _Stat] = {}
         self.text: dict[str, int] = {}  # column -> non-numeric values seen
         self.codes: dict[str, dict[str, list]] = {}  # status column -> value -> [count, first times]
@@ -443,6 +473,7 @@ class _Summary:
 
     def copy(self) -> _Summary:
         c = _Summary(self.long)
+        c.tallies = {k: dict(v) for k, v in self.tallies.items()}
         c.stats = {k: copy.copy(s) for k, s in self.stats.items()}
         c.text = dict(self.text)
         c.codes = {k: {v: [n, *ts] for v, (n, *ts) in values.items()} for k, values in self.codes.items()}
@@ -465,6 +496,9 @@ class _Summary:
         for k, v in r.fields.items():
             v = v.strip()
             if k in long or v.lower() in _MISSING:
+                continue
+            if k in self.tallies:
+                self.tallies[k][v] = self.tallies[k].get(v, 0) + 1
                 continue
             skip, status_named = _column_kind(k)
             if skip or self._stat(k, v, r.t):
@@ -512,13 +546,15 @@ class _Summary:
                     listed = [_clock(t) for t in times] + (["…"] if n > len(times) else [])
                     parts.append(f"{n} {v} ({', '.join(listed)})")
             status_lines.append(f"{k}: " + ", ".join(parts))
-        metric_lines = [s.line(k) for k, s in self.metrics().items()][: _MAX_SUMMARY_LINES - len(status_lines)]
+        tally_lines = [_tally_line(k, c) for k, c in self.tallies.items() if c]
+        room = _MAX_SUMMARY_LINES - len(status_lines) - len(tally_lines)
+        metric_lines = [s.line(k) for k, s in self.metrics().items()][: max(room, 0)]
         keep, used = set(), 0
-        for ln in status_lines + metric_lines:
+        for ln in status_lines + tally_lines + metric_lines:
             if used + len(ln) + 1 <= budget:
                 keep.add(ln)
                 used += len(ln) + 1
-        return [ln for ln in metric_lines + status_lines if ln in keep]
+        return [ln for ln in metric_lines + status_lines + tally_lines if ln in keep]
 
     def data(self, rows: list[_Row]) -> dict:
         """JSON-serialisable facts: stats per metric, counts per status value, the non-normal rows."""
@@ -526,8 +562,11 @@ class _Summary:
         if metrics := self.metrics():
             out["stats"] = {k: s.data() for k, s in metrics.items()}
         statuses = self.statuses()
+        counts = {k: {v: x[0] for v, x in values.items()} for k, values in statuses.items()}
+        counts.update({k: dict(_most_first(c)) for k, c in self.tallies.items() if c})
+        if counts:
+            out["counts"] = counts
         if statuses:
-            out["counts"] = {k: {v: x[0] for v, x in values.items()} for k, values in statuses.items()}
             events = []
             for r in rows:
                 flags = {}
@@ -542,16 +581,29 @@ class _Summary:
         return out
 
 
-def _summarise(rows: list[_Row], layout: _Layout, s: _Summary | None = None) -> _Summary:
-    if s is None:
-        s = _Summary(layout.long)
+def _most_first(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties in order of appearance
+
+
+_MAX_TALLY = 8
+
+
+def _tally_line(name: str, counts: dict[str, int]) -> str:
+    items = _most_first(counts)
+    parts = [f"{n} {v}" for v, n in items[:_MAX_TALLY]]
+    if len(items) > _MAX_TALLY:
+        parts.append(f"{sum(n for _, n in items[_MAX_TALLY:])} in {len(items) - _MAX_TALLY} other(s)")
+    return f"{name}: " + ", ".join(parts)
+
+
+def _summarise(rows: list[_Row], s: _Summary) -> _Summary:
     for r in rows:
         s.add(r)
     return s
 
 
-def _render(sensor: str | None, rows: list[_Row], summary: _Summary, prefix: str, max_chars: int) -> str:
-    head = [_header_line(sensor, rows[0].t, rows[-1].t), *summary.lines(max_chars // 3)]
+def _render(sensor: str | None, rows: list[_Row], summary: _Summary, prefix: str, max_chars: int, word: str) -> str:
+    head = [_header_line(sensor, rows[0].t, rows[-1].t, word), *summary.lines(max_chars // 3)]
     return "\n".join(head) + "\n" + prefix + "\n".join(r.raw for r in rows)
 
 
@@ -561,9 +613,14 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
     Each window's text is a header line (sensor, first and last time), a short summary of its
     rows (see _Summary), the CSV header and the rows verbatim. Windows are aligned to whole hours
     so that appending rows to a log changes only the last window of each sensor, and
-    re-ingestion can keep the rest.
+    re-ingestion can keep the rest. Other extensions (.log, .syslog, .txt...) are syslog or
+    logfmt, read by syslog.parse_text_log.
     """
     ext = path.suffix.lower()
+    if ext not in CSV_EXTS and ext not in JSONL_EXTS:
+        from .syslog import parse_text_log
+
+        return parse_text_log(path, rel, text, max_chars, warnings)
     try:
         layout = _layout_csv(path, text) if ext in CSV_EXTS else _layout_jsonl(text)
     except csv.Error as e:
@@ -577,6 +634,29 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
         warnings.append(f"{rel}: skipped {skipped} malformed row(s), first at line {first_bad}")
 
     prefix = layout.header_raw + "\n" if layout.fmt == "csv" else ""
+    return window_documents(rel, rows, max_chars=max_chars, prefix=prefix, long=layout.long)
+
+
+def window_documents(
+    rel: str,
+    rows: list[_Row],
+    *,
+    max_chars: int,
+    prefix: str = "",
+    long: tuple[str, str] | None = None,
+    word: str = "sensor",
+    source_field: str | None = None,
+    tally: tuple[str, ...] = (),
+) -> list[Document]:
+    """Rows grouped per source (row.sensor) into clock-hour windows, split further to fit max_chars.
+
+    Each window's text is a header line ("<word> <source>, first time – last time"), a short
+    summary of its rows (see _Summary), the prefix (a CSV header) and the rows verbatim, in event
+    time order. Windows are aligned to whole hours and filled greedily in time order, so appending
+    rows to a log changes only the last window of each source (and adds new ones).
+    anchor_data names the source as "sensor" or, given source_field, as "source" and
+    "source_field".
+    """
     by_sensor: dict[str | None, list[_Row]] = {}
     for r in rows:
         by_sensor.setdefault(r.sensor, []).append(r)
@@ -585,9 +665,9 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
     windows: list[tuple[str | None, list[_Row], _Summary]] = []
     for sensor, srows in by_sensor.items():
         srows.sort(key=lambda r: (r.t, r.line_start))
-        who = len(_header_line(sensor, _EPOCH, _EPOCH)) - 2 * len(iso_z(_EPOCH))
+        who = len(_header_line(sensor, _EPOCH, _EPOCH, word)) - 2 * len(iso_z(_EPOCH))
         cur: list[_Row] = []
-        summary = _Summary(layout.long)
+        summary = _Summary(long, tally)
         added = 0  # cur[:added] are in summary: rows are added only once the summary's size matters
         size = 0  # rows joined, plus one
         for r in srows:
@@ -608,26 +688,31 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
                     size += len(r.raw) + 1
                     continue
             if cur:
-                windows.append((sensor, cur, _summarise(cur[added:], layout, summary)))
-            summary, added = _Summary(layout.long), 0
+                windows.append((sensor, cur, _summarise(cur[added:], summary)))
+            summary, added = _Summary(long, tally), 0
             cur, size = [r], len(r.raw) + 1
         if cur:
-            windows.append((sensor, cur, _summarise(cur[added:], layout, summary)))
+            windows.append((sensor, cur, _summarise(cur[added:], summary)))
     windows.sort(key=lambda w: (w[1][0].t, "" if w[0] is None else w[0]))
 
     docs = []
     for sensor, wrows, summary in windows:
         t0, t1 = wrows[0].t, wrows[-1].t
-        text_out = _render(sensor, wrows, summary, prefix, max_chars)
+        text_out = _render(sensor, wrows, summary, prefix, max_chars, word)
         data: dict = {"t_start": iso_z(t0), "t_end": iso_z(t1)}
         ranges = compress_lines([n for r in wrows for n in range(r.line_start, r.line_end + 1)])
         data.update(line_start=ranges[0][0], line_end=ranges[-1][1], rows=len(wrows))
         if len(ranges) > 1:
             data["line_ranges"] = [list(x) for x in ranges]
         if sensor is not None:
-            data["sensor"] = sensor
+            if source_field is None:
+                data["sensor"] = sensor
+            else:
+                data.update(source=sensor, source_field=source_field)
         if any(r.naive for r in wrows):
             data["tz_assumed"] = "UTC"
+        if any(r.year_assumed for r in wrows):
+            data["year_assumed"] = t0.year
         data.update(summary.data(wrows))
         if len(text_out) > max_chars:  # one row longer than the whole budget
             text_out = text_out[: max_chars - 1] + "…"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from .base import Document, SourceError, decode, read_bytes
+from .base import KINDS, Document, SourceError, decode, read_bytes
 from .code import CODE_EXTS, parse_code
 from .contracts import MARKDOWN_EXTS, parse_docx, parse_pdf, parse_text
-from .logs import LOG_EXTS, parse_log, sniff_log
+from .html import HTML_EXTS, html_kind, parse_html
+from .logs import LOG_EXTS, maybe_text_log, parse_log, sniff_log
 from .structure import looks_like_contract
+from .syslog import sniff_text_log
+from .walker import MAX_BYTES, walk_tree
 
 PROSE_EXTS = MARKDOWN_EXTS | {".txt", ".text", ".rst", ".adoc"}
 # Structured text that is worth remembering but has no structure we split on.
@@ -20,7 +24,6 @@ PLAIN_EXTS = {
 }  # fmt: skip
 PROSE_NAMES = {"readme", "license", "licence", "copying", "notice", "authors", "changelog", "changes", "contributing"}
 CODE_NAMES = {"makefile", "dockerfile", "justfile", "rakefile", "gemfile", "vagrantfile"}
-SKIP_DIRS = {".git", "__pycache__", "node_modules", "site-packages", ".venv", "venv", ".tox", ".mypy_cache"}
 
 _SNIFF = 64 * 1024
 
@@ -63,6 +66,10 @@ def detect_kind(path: Path) -> str | None:
         return None
     if ext in LOG_EXTS:
         return "log" if sniff_log(path, text) else "text"
+    if maybe_text_log(path, text):  # .txt, no extension, rotated (".1"): syslog or logfmt lines
+        return "log"
+    if ext in HTML_EXTS:
+        return html_kind(text)
     if ext in CODE_EXTS or name in CODE_NAMES:
         return "code"
     if ext in PROSE_EXTS or name.split(".")[0] in PROSE_NAMES:
@@ -87,16 +94,24 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def parse_file(path: Path, root: Path, *, max_chars: int = 2400, warnings: list[str] | None = None) -> list[Document]:
+def parse_file(
+    path: Path, root: Path, *, max_chars: int = 2400, warnings: list[str] | None = None, kind: str | None = None
+) -> list[Document]:
     """Documents for one file, each text at most max_chars and never empty.
 
     Raises SourceError (one line: ``path: reason``) for what cannot be ingested: unreadable,
     binary or of unknown type, encrypted or damaged PDF/DOCX, a log with no parseable row.
     Non-fatal problems (image-only pages, skipped log rows, syntax errors) are appended to
     ``warnings`` when given, each as ``path: what``. An empty file gives no documents.
+
+    ``kind`` ("contract" | "code" | "log" | "text") forces the parser family instead of detecting
+    it (``msa ingest --kind``): a .txt read as a log, a .conf as code. SourceError when the forced
+    parser cannot read the file (a PDF as code, a text without timestamps as a log).
     """
     if max_chars < 64:
         raise ValueError(f"max_chars must be at least 64, got {max_chars}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     path, root = Path(path), Path(root)
     rel = _relative(path, root)
     if not path.is_file():
@@ -105,6 +120,8 @@ def parse_file(path: Path, root: Path, *, max_chars: int = 2400, warnings: list[
         path.open("rb").close()
     except OSError as e:
         raise SourceError(rel, f"cannot read: {e.strerror or e}") from None
+    if kind is not None:
+        return _parse_as(kind, path, rel, max_chars, warnings)
     kind = detect_kind(path)
     if kind is None:
         raise SourceError(rel, "not ingestible: binary or unknown file type")
@@ -118,66 +135,52 @@ def parse_file(path: Path, root: Path, *, max_chars: int = 2400, warnings: list[
         return []
     if kind == "log":
         return parse_log(path, rel, text, max_chars, warnings)
+    if ext in HTML_EXTS:
+        return parse_html(path, rel, kind, text, max_chars)
     if kind == "code":
         return parse_code(path, rel, text, max_chars, warnings)
     # Headings and clauses only mean something in prose; a YAML or CSV file is cut by lines.
     return parse_text(path, rel, kind, text, max_chars, structured=ext not in PLAIN_EXTS)
 
 
-def _is_venv(d: Path) -> bool:
-    return (d / "pyvenv.cfg").is_file()
+def _parse_as(kind: str, path: Path, rel: str, max_chars: int, warnings: list[str] | None) -> list[Document]:
+    """parse_file with the parser family forced."""
+    ext = path.suffix.lower()
+    if ext in (".pdf", ".docx"):
+        if kind not in ("contract", "text"):
+            raise SourceError(rel, f"a {ext[1:].upper()} file cannot be read as {kind}")
+        docs = parse_pdf(path, rel, max_chars, warnings) if ext == ".pdf" else parse_docx(path, rel, max_chars)
+        return [d if d.kind == kind else replace(d, kind=kind) for d in docs]
+    text = decode(read_bytes(path, rel), rel)  # SourceError for binary files
+    if not text.strip():
+        return []
+    if kind == "log":
+        if ext not in LOG_EXTS and not sniff_text_log(text):  # the log reader picks CSV or JSON lines by extension
+            first = next((ln for ln in text.split("\n", 50) if ln.strip()), "")
+            path = path.with_suffix(".jsonl" if first.lstrip().startswith("{") else ".csv")
+        return parse_log(path, rel, text, max_chars, warnings)
+    if kind == "code":
+        return parse_code(path, rel, text, max_chars, warnings)
+    if ext in HTML_EXTS:
+        return parse_html(path, rel, kind, text, max_chars)
+    return parse_text(path, rel, kind, text, max_chars, structured=kind == "contract" or ext not in PLAIN_EXTS)
 
 
-def walk(root: Path) -> Iterator[Path]:
-    """The ingestible files under root (those detect_kind accepts), sorted by relative path.
+def walk(
+    root: Path,
+    skipped: Counter | None = None,
+    max_bytes: int = MAX_BYTES,
+    *,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> Iterator[Path]:
+    """The files under root to ingest, sorted by relative path.
 
-    Skips hidden files and directories, .git, __pycache__, node_modules and virtualenvs. Symlinks
-    are followed only while they stay inside root, and each real file is yielded once.
+    Leaves out hidden entries, tool directories, what ``.gitignore``/``.msaignore`` files exclude,
+    vendored directories, generated, binary and oversized (> max_bytes; logs, PDF and DOCX may be
+    50x that) files and types we do not ingest. Each one left out is counted in ``skipped``
+    (a Counter: ``skipped["binary"] += 1``; a directory counts once) and passed to ``on_skip(path,
+    reason)``; the reasons are listed in walker.py. Both are filled as the iterator runs.
+    Symlinks are followed only while they stay inside root; loops are not followed, and each real
+    file is yielded once.
     """
-    root = Path(root)
-    if root.is_file():
-        if detect_kind(root) is not None:
-            yield root
-        return
-    real_root = root.resolve()
-    seen: set[Path] = set()
-    found: list[tuple[str, Path]] = []
-
-    def inside(p: Path) -> Path | None:
-        try:
-            real = p.resolve()
-        except (OSError, RuntimeError):
-            return None
-        return real if real == real_root or real_root in real.parents else None
-
-    def visit(d: Path, rel: str) -> None:
-        try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except OSError:
-            return
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            p = Path(e.path)
-            real = inside(p) if e.is_symlink() else p.resolve()
-            if real is None or real in seen:
-                continue
-            r = f"{rel}/{e.name}" if rel else e.name
-            try:
-                is_dir = e.is_dir()  # follows a symlink, which inside() has vetted
-            except OSError:
-                continue
-            if is_dir:
-                if e.name in SKIP_DIRS or e.name.endswith(".egg-info") or _is_venv(p):
-                    continue
-                seen.add(real)
-                visit(p, r)
-            elif e.is_file():
-                seen.add(real)
-                found.append((r, p))
-
-    seen.add(real_root)
-    visit(root, "")
-    for _, p in sorted(found):
-        if detect_kind(p) is not None:
-            yield p
+    return walk_tree(Path(root), detect_kind, skipped, max_bytes, on_skip)

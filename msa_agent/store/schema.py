@@ -46,7 +46,8 @@ class SourceRow(Base):
 
 class DocumentRow(Base):
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_live", "collection", "tombstone"),)
+    # AUTOINCREMENT: a document id is never reused, even after compaction or --reencode.
+    __table_args__ = (Index("ix_documents_live", "collection", "tombstone"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True, nullable=True)
     collection: Mapped[str] = mapped_column(String)

@@ -76,7 +76,7 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = False) -> Store:
-        path = Path(path)
+        path = Path(path).expanduser().resolve()
         db = path / "msa.db"
         if not db.is_file():
             if not create:
@@ -249,12 +249,12 @@ class Store:
             return {r.path: r for r in s.scalars(select(SourceRow).where(SourceRow.collection == collection))}
 
     def live_documents(self, collection: str | None) -> list[DocumentRow]:
-        """Live documents, in segment then chunk order (the order memory is laid out in)."""
+        """Live documents in ingest order (ids grow with segments and with chunks inside one)."""
         q = select(DocumentRow).where(DocumentRow.tombstone.is_(False))
         if collection is not None:
             q = q.where(DocumentRow.collection == collection)
         with self.session() as s:
-            return list(s.scalars(q.order_by(DocumentRow.segment_id, DocumentRow.chunk_start)))
+            return list(s.scalars(q.order_by(DocumentRow.id)))
 
     def segment(self, seg_id: str) -> Segment:
         seg = self._segments.get(seg_id)

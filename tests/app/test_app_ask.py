@@ -80,7 +80,8 @@ def test_ask_rounds_and_citations(built, engine, layer_calls):
 def test_ask_one_round(built, engine):
     res = ask(built, engine, "What does Blue Harbor Robotics pay per quarter?", rounds=1, max_new_tokens=2)
     assert len(res.rounds) == 1 and res.mode == "lexical"
-    assert res.citations[0]["path"] == "contracts/supply.txt"
+    assert res.rounds[0]["routed"][0]["path"] == "contracts/supply.txt"
+    assert {c["doc_id"] for c in res.citations} <= set(res.rounds[0]["injected"])
 
 
 def test_an_empty_collection(built, engine):

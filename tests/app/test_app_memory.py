@@ -4,6 +4,7 @@ for sparse generation, and scores that match the routing reference."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,18 @@ from msa_agent.engine import Engine
 from msa_agent.kernels import routing
 from msa_agent.memory import MemoryIndex, resolve_mode
 from msa_agent.pipeline import ingest_dir
+from msa_agent.store import Store
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
-@pytest.fixture
-def churned(corpus, store, engine):
-    """A store with two segments and tombstones in the first: pump.py changed, a file deleted."""
+@pytest.fixture(scope="module")
+def churned(engine, tmp_path_factory):
+    """A store (only read from) with two segments and tombstones in the first: pump.py changed,
+    a file deleted."""
+    base = tmp_path_factory.mktemp("churned")
+    corpus = Path(shutil.copytree(CORPUS, base / "corpus"))
+    store = Store.open(base / "store", create=True)
     ingest_dir(corpus, store, engine)
     pump = corpus / "code" / "pump.py"
     pump.write_text(pump.read_text() + "\n\ndef drain(p):\n    return p.drain()\n")
@@ -27,7 +35,8 @@ def churned(corpus, store, engine):
     rep = ingest_dir(corpus, store, engine)
     assert (rep.updated, rep.removed) == (1, 1)
     assert len(list(store.segments_dir.iterdir())) == 2 and store.status()["tombstoned"] > 0
-    return store
+    yield store
+    store.close()
 
 
 def _expected_keys(store, mem, layer, name="routing"):

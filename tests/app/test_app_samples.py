@@ -54,7 +54,9 @@ def test_demo_questions_route_to_their_documents(samples_store, engine, question
 def test_ask_over_the_samples_cites_live_documents(samples_store, engine):
     st, _ = samples_store
     live = {d.id for d in st.live_documents(None)}
-    res = ask(st, engine, "What is the default timeout_s of PumpController.emergency_stop?", mode="hybrid",
-              rounds=2, max_new_tokens=4)
+    res = ask(st, engine, "What is the default timeout_s of PumpController.emergency_stop?", rounds=2,
+              max_new_tokens=4)
     assert res.citations and {c["doc_id"] for c in res.citations} <= live
     assert res.rounds[0]["routed"][0]["path"] == "code/pumpctl/controller.py"
+    res = ask(st, engine, "Which sensor reported status ALARM?", mode="msa", rounds=1, max_new_tokens=4)
+    assert res.rounds[0]["routed"] and {c["doc_id"] for c in res.citations} <= live

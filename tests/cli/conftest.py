@@ -54,7 +54,6 @@ def msa(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Callable[..., 
     for code 1)."""
     monkeypatch.setenv("MSA_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("MSA_DTYPE", "float32")
-    monkeypatch.setenv("COLUMNS", "80")  # the width rich wraps at when it is not told otherwise
     runner = CliRunner()
 
     def invoke(*args: object, code: int = 0) -> Result:

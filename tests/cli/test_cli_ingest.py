@@ -155,9 +155,6 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(msa, fails, corpus, s
     assert "added 1" in msa("ingest", corpus, "--store", store_dir).stdout
 
 
-@pytest.mark.xfail(strict=True, reason="click reports usage errors (bad option value, missing argument) with exit 2 "
-                                       "in a multi-line box; the contract says a bad argument exits 1 in one line, "
-                                       "and 2 means some inputs failed")
 @pytest.mark.parametrize("args", [["ask", "q", "--top-k", "0"], ["route"], ["ingest", ".", "--bogus-option"]])
 def test_usage_errors_exit_1_in_one_line(args, tmp_path):
     res = subprocess.run([sys.executable, "-m", "msa_agent.cli.main", *args], capture_output=True, text=True,

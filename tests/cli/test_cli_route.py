@@ -81,8 +81,9 @@ def test_ask_json(msa_json, built, store_dir):
     for c in res["citations"]:
         row = built[c["doc_id"]]
         assert (c["path"], c["kind"], c["anchor"]) == (row.path, row.kind, row.anchor)
-    assert res["citations"][0]["path"] == "contracts/supply.txt"
     assert 1 <= len(res["rounds"]) <= 2 and all(r["routed"] for r in res["rounds"])
+    assert res["rounds"][0]["routed"][0]["path"] == "contracts/supply.txt"
+    assert {c["doc_id"] for c in res["citations"]} <= {i for r in res["rounds"] for i in r["injected"]}
     assert {"route_ms", "generate_ms", "tokens"} <= set(res["timing"]) and res["timing"]["tokens"] <= 8
 
 

@@ -4,15 +4,34 @@ damaged."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from msa_agent.cli.main import app
 from msa_agent.store import Store, write_segment
+
+CORPUS = Path(__file__).resolve().parents[1] / "app" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def pristine(tiny_model_dir, tmp_path_factory):
+    """The corpus ingested once by `msa ingest`: (corpus, store, JSON report)."""
+    base = tmp_path_factory.mktemp("verify")
+    corpus = Path(shutil.copytree(CORPUS, base / "corpus"))
+    env = {"MSA_HOME": str(base / "home"), "MSA_MODEL": str(tiny_model_dir), "MSA_DTYPE": "float32"}
+    res = CliRunner().invoke(app, ["ingest", str(corpus), "--store", str(base / "store"), "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    return corpus, base / "store", json.loads(res.stdout)
 
 
 @pytest.fixture
-def ingested(msa, corpus, store_dir):
-    return json.loads(msa("ingest", corpus, "--store", store_dir, "--json").stdout)
+def ingested(pristine, store_dir):
+    """A copy of the pristine store at store_dir, free to damage; returns the ingest report."""
+    shutil.copytree(pristine[1], store_dir)
+    return pristine[2]
 
 
 def _segments(store_dir):
@@ -44,7 +63,8 @@ def test_verify_a_damaged_segment(msa, msa_json, ingested, store_dir, damage):
     assert out["ok"] is False and len(out["problems"]) == 1 and seg.name in out["problems"][0]
 
 
-def test_orphan_segment_is_reported_then_compacted(msa, msa_json, ingested, store_dir, corpus):
+def test_orphan_segment_is_reported_then_compacted(msa, msa_json, store_dir, corpus):
+    ingested = msa_json("ingest", corpus, "--store", store_dir)
     [seg] = _segments(store_dir)
     # What an ingest killed between fsyncing its segment and committing its rows leaves behind.
     st = Store.open(store_dir)
@@ -72,7 +92,8 @@ def test_orphan_segment_is_reported_then_compacted(msa, msa_json, ingested, stor
     msa("verify", "--store", store_dir)
 
 
-def test_status(msa, msa_json, ingested, store_dir, corpus, tiny_model_dir):
+def test_status(msa, msa_json, ingested, store_dir, pristine, tiny_model_dir):
+    corpus = pristine[0]
     st = msa_json("status", "--store", store_dir)
     assert (st["documents"], st["tokens"]) == (ingested["documents"], ingested["tokens"])
     store = Store.open(store_dir)
