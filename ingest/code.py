@@ -339,7 +339,8 @@ def _c_name(declarator) -> str:
         if d.type in _C_NAMES:
             name = _cpp_name(_text(d))
             return name.split("(")[0].strip() if d.type == "operator_cast" else name
-        d = _field(d, "declarator") or next((c for c in d.named_children if c.type.endswith("declarator") or c.type in _C_NAMES), None)
+        inner = (c for c in d.named_children if c.type.endswith("declarator") or c.type in _C_NAMES)
+        d = _field(d, "declarator") or next(inner, None)
     return ""
 
 
@@ -369,7 +370,8 @@ def _c(node, prefix: str, ctx: dict):
         return None
     if t == "field_declaration":  # a nested struct/enum in a class body
         spec = _field(node, "type")
-        if spec is not None and _field(node, "declarator") is None and (spec.type in _C_RECORDS or spec.type == "enum_specifier"):
+        record = spec is not None and (spec.type in _C_RECORDS or spec.type == "enum_specifier")
+        if record and _field(node, "declarator") is None:
             return _c_record(spec, prefix, node)
         return None
     if t == "template_declaration":
@@ -551,7 +553,9 @@ def parse_code(path: Path, rel: str, text: str, max_chars: int, warnings: list[s
             size = offsets[rows[-1]] - offsets[rows[0] - 1] - 1
         else:
             size = sum(len(lines[r - 1]) + 1 for r in rows) - 1
-        members = _collect(d.body.named_children, lang, d.qual or d.symbol, ctx) if d.body is not None and size > max_chars else []
+        members = []
+        if d.body is not None and size > max_chars:
+            members = _collect(d.body.named_children, lang, d.qual or d.symbol, ctx)
         if not members:
             em.emit(rows, d.symbol)
             return

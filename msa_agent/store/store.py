@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,11 +49,28 @@ class NewDocument:
     n_tokens: int
     chunk_start: int
     n_chunks: int
+    doc_key: str | None = None
+
+
+@dataclass
+class ReusedDocument:
+    """A stored document that a re-parsed file still has (same key): its row keeps its id and its
+    tensors (segment and chunk range) and takes the new path, citation anchor, title and text."""
+
+    id: int
+    path: str
+    kind: str
+    anchor: str
+    anchor_data: dict
+    title: str
+    text: str
+    content_hash: str
 
 
 @dataclass
 class SourceUpdate:
-    """One source file's new state: its metadata and the documents that replace its old ones."""
+    """One source file's new state: its metadata, the stored documents it keeps (`reused`) and
+    the new ones; its other live documents are tombstoned."""
 
     path: str
     root: str
@@ -61,6 +80,8 @@ class SourceUpdate:
     size: int
     mtime_ns: int
     documents: list[NewDocument] = field(default_factory=list)
+    reused: list[ReusedDocument] = field(default_factory=list)
+    parser_version: str = ""
 
 
 class Store:
@@ -107,20 +128,36 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def write_lock(self) -> Iterator[None]:
-        """Serialise writers. The OS drops the lock when its process dies, so a killed ingest
-        leaves no stale lock behind."""
+    def write_lock(self, wait: float = 0.0) -> Iterator[None]:
+        """Serialise writers, waiting up to `wait` seconds for another one to finish. The OS drops
+        the lock when its process dies, so a killed ingest leaves no stale lock behind. Readers
+        never take it: they read the last committed state (SQLite WAL, sealed segments)."""
         fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreLocked(f"{self.path}: another msa process is writing to this store") from None
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreLocked(self._locked_message(fd, wait)) from None
+                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
             yield
         finally:
             os.close(fd)
+
+    def _locked_message(self, fd: int, wait: float) -> str:
+        try:
+            holder = os.pread(fd, 32, 0).decode().strip()
+        except OSError:
+            holder = ""
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        waited = f" after waiting {wait:g} s" if wait > 0 else ""
+        return (f"{self.path}: another msa process is writing to this store{who}; still locked{waited} "
+                f"(pass --wait SECONDS to wait for it)")
 
     # ---- manifest and model fingerprint ----------------------------------------------------
 

@@ -164,7 +164,7 @@ def test_javascript_functions_arrows_and_classes(tmp_path):
 
 def test_other_languages_fall_back_to_marked_line_windows(tmp_path):
     src = "package main\n\n" + "".join(f"func f{i}() int {{\n\treturn {i}\n}}\n\n" for i in range(40))
-    p = tmp_path / "main.go"
+    p = tmp_path / "main.kt"
     p.write_text(src)
     assert detect_kind(p) == "code"
     docs = parse_file(p, tmp_path)
