@@ -47,6 +47,28 @@ def _engine(model: str | None, purpose: str = "encode"):  # noqa: ANN202
         return Engine.load(model, purpose=purpose)
 
 
+WaitOpt = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another writer to finish (default: exit at once).")]
+
+
+def _ingest_callbacks(bar: Progress, task):  # noqa: ANN001, ANN202
+    from msa_agent.pipeline import Progress as Callbacks
+
+    state = {"files": 0, "total_files": 0}
+
+    def plan(files: int, tokens: int) -> None:
+        bar.update(task, total=max(tokens, 1), files=f"0/{files}")
+        state["total_files"] = files
+
+    def advance(files: int, tokens: int) -> None:
+        state["files"] += files
+        bar.advance(task, tokens)
+        t = bar.tasks[0]
+        rate = f"{t.completed / t.elapsed:,.0f} tok/s" if t.elapsed else ""
+        bar.update(task, files=f"{state['files']}/{state['total_files']}", rate=rate)
+
+    return Callbacks(plan, advance, lambda m: err.print(m, highlight=False, soft_wrap=True, markup=False))
+
+
 @app.command()
 def ingest(
     directory: Annotated[Path, typer.Argument(help="Directory of contracts, code and logs.")],
@@ -54,14 +76,17 @@ def ingest(
     collection: CollectionOpt = None,
     model: ModelOpt = None,
     reencode: Annotated[bool, typer.Option("--reencode", help="Drop stored memory and re-encode everything (after a model change).")] = False,
+    max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0.001, help="Larger files are reported as failed and not read (logs, PDF and DOCX: 50x this).")] = 2.0,
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Read every file as this kind: contract, code, log or text.")] = None,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a directory into memory: new and changed files are encoded, deleted ones removed."""
     from msa_agent.engine import check_input_dir
-    from msa_agent.pipeline import Progress as Callbacks
-    from msa_agent.pipeline import ingest_dir
+    from msa_agent.pipeline import check_options, ingest_dir
 
     try:
+        check_options(kind=kind, max_file_bytes=int(max_file_mb * 1e6))
         root = check_input_dir(directory)
         st = _open_store(store, create=True)
         engine = _engine(model)
@@ -69,22 +94,10 @@ def ingest(
                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens"), TextColumn("{task.fields[rate]}"),
                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
         task = bar.add_task("encoding", total=1, files=0, rate="")
-        state = {"files": 0}
-
-        def plan(files: int, tokens: int) -> None:
-            bar.update(task, total=max(tokens, 1), files=f"0/{files}")
-            state["total_files"] = files
-
-        def advance(files: int, tokens: int) -> None:
-            state["files"] += files
-            bar.advance(task, tokens)
-            t = bar.tasks[0]
-            rate = f"{t.completed / t.elapsed:,.0f} tok/s" if t.elapsed else ""
-            bar.update(task, files=f"{state['files']}/{state.get('total_files', 0)}", rate=rate)
-
         with bar:
             report = ingest_dir(root, st, engine, collection=collection or "default", reencode=reencode,
-                                progress=Callbacks(plan, advance, lambda m: err.print(m, highlight=False, soft_wrap=True)))
+                                progress=_ingest_callbacks(bar, task), max_file_bytes=int(max_file_mb * 1e6),
+                                kind=kind, wait=wait)
     except MSAError as e:
         _fail(e)
     if as_json:
@@ -92,9 +105,16 @@ def ingest(
     else:
         out.print(f"added {report.added}, updated {report.updated}, removed {report.removed}, "
                   f"unchanged {report.unchanged}, failed {report.failed}; {report.documents} documents, "
-                  f"{report.tokens:,} tokens in {report.seconds:.1f} s ({report.tokens_per_s:,.0f} tok/s)", highlight=False)
+                  f"{report.tokens:,} tokens in {report.seconds:.1f} s ({report.tokens_per_s:,.0f} tok/s)", highlight=False,
+                  soft_wrap=True)
+        if report.reused_documents:
+            out.print(f"  {report.reused_documents} documents of changed files kept their stored encoding", highlight=False)
+        if report.skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in report.skipped.items())
+            out.print(f"  skipped {sum(report.skipped.values())}: {reasons}", highlight=False, soft_wrap=True)
         for f in report.failures:
-            out.print(f"  failed: {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
+            kept = f" (kept its {f['kept_documents']} documents)" if "kept_documents" in f else ""
+            out.print(f"  failed: {f['path']}: {f['reason']}{kept}", highlight=False, soft_wrap=True, markup=False)
     if report.failed:
         raise typer.Exit(2)
 
@@ -177,7 +197,31 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
                 "bytes_per_token", "collections", "model", "fingerprint"):
         out.print(f"{key:>16}: {info[key]}", highlight=False)
     for s in info["sources"]:
-        out.print(f"{'source':>16}: {s['root']} [{s['collection']}] {s['files']} files, last ingest {s['last_ingest']}", highlight=False)
+        run = s["last_run"]
+        last = f"last run {run['status']} at {run['finished_at'] or run['started_at']}" if run else "no recorded run"
+        out.print(f"{'source':>16}: {s['root']} [{s['collection']}] {s['files']} files, {s['documents']} documents, "
+                  f"last ingest {s['last_ingest']}; {last}; last success {s['last_success_at']}",
+                  highlight=False, markup=False, soft_wrap=True)
+        if run and run["error"]:
+            out.print(f"{'':>18}error: {run['error']}", highlight=False, markup=False, soft_wrap=True)
+        for f in s["failures"][:20]:
+            kept = f" (kept its {f['kept_documents']} documents)" if "kept_documents" in f else ""
+            out.print(f"{'':>18}failed: {f['path']}: {f['reason']}{kept}", highlight=False, markup=False, soft_wrap=True)
+    for j in info["jobs"]:
+        out.print(f"{'job':>16}: {_job_line(j)}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _job_line(j: dict) -> str:
+    from msa_agent.schedule import format_duration
+
+    window = f" in {j['window']}" if j["window"] else ""
+    line = (f"#{j['id']} {j['dir']} [{j['collection']}] every {format_duration(j['every_seconds'])}{window}; "
+            f"next due {j['next_due_at']}; last run {j['last_status'] or 'never'}")
+    if j["last_success_at"]:
+        line += f", last success {j['last_success_at']}"
+    if j["failing"]:
+        line += f"; FAILING ({j['consecutive_failures']} in a row, last at {j['last_failure_at']}): {j['last_error']}"
+    return line
 
 
 @app.command()
@@ -198,15 +242,206 @@ def verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def compact(store: StoreOpt = None) -> None:
-    """Delete tombstoned documents, unused segments and orphan segment directories."""
+def compact(store: StoreOpt = None, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
+    """Reclaim the space of removed documents: rewrite segments without them, drop orphans."""
     try:
         st = _open_store(store)
-        with st.write_lock():
+        with st.write_lock(wait):
             res = st.compact()
     except MSAError as e:
         _fail(e)
-    out.print(f"removed {res['documents']} documents, {res['segments']} segments, {res['directories']} directories")
+    if as_json:
+        print(json.dumps(res, indent=2))
+    else:
+        out.print(f"removed {res['documents']} documents, {res['segments']} segments ({res['rewritten']} written "
+                  f"in their place), {res['directories']} orphan directories; segments {res['bytes_before']:,} -> "
+                  f"{res['bytes_after']:,} bytes", highlight=False, soft_wrap=True)
+        for seg in res["damaged"]:
+            out.print(f"  segment {seg} is damaged and was left as it is (see msa verify)", highlight=False)
+    if res["damaged"]:
+        raise typer.Exit(2)
+
+
+@app.command()
+def forget(
+    path: Annotated[Path, typer.Argument(help="A file, or a directory: every file stored from under it.")],
+    store: StoreOpt = None,
+    collection: Annotated[Optional[str], typer.Option("--collection", help="Only this collection (default: all).")] = None,
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a file's or a directory's documents from memory (a later ingest of it adds them back)."""
+    try:
+        st = _open_store(store)
+        with st.write_lock(wait):
+            res = st.forget(path, collection)
+        if not res["sources"]:
+            where = f" in collection {collection!r}" if collection else ""
+            raise MSAError(f"nothing stored from {path}{where} (see msa status)")
+    except MSAError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(res, indent=2))
+    else:
+        out.print(f"forgot {res['sources']} files, {res['documents']} documents (msa compact reclaims their space)",
+                  highlight=False, soft_wrap=True)
+
+
+# `msa model ...` (cli/model_cmd.py)
+from .model_cmd import model_app  # noqa: E402
+
+app.add_typer(model_app, name="model")
+
+
+# ---- msa schedule ----------------------------------------------------------------------------
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled re-ingestion: add, list, remove, run, install.")
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    directory: Annotated[Path, typer.Argument(help="Directory to re-ingest.")],
+    every: Annotated[str, typer.Option("--every", help="How often: 30m, 6h, 1d, 1h30m.")],
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    window: Annotated[Optional[str], typer.Option("--window", help="Only run inside this daily local-time window, like 01:00-05:00.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-ingest a directory every DURATION (first run: the next `msa schedule run`)."""
+    from msa_agent.schedule import add_job, parse_duration, parse_window
+
+    try:
+        parse_duration(every)
+        if window:
+            parse_window(window)
+        job = add_job(_open_store(store, create=True), directory, every, collection=collection or "default",
+                      window=window)
+    except MSAError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(job, indent=2))
+    else:
+        out.print(f"job {job['id']}: {_job_line(job)}", highlight=False, markup=False, soft_wrap=True)
+
+
+@schedule_app.command("list")
+def schedule_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """The scheduled jobs, when each is next due and how its last run went."""
+    from msa_agent.schedule import list_jobs
+
+    try:
+        jobs = list_jobs(_open_store(store))
+    except MSAError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps({"jobs": jobs}, indent=2))
+        return
+    for j in jobs:
+        out.print(_job_line(j), highlight=False, markup=False, soft_wrap=True)
+    if not jobs:
+        out.print("no scheduled jobs")
+
+
+@schedule_app.command("remove")
+def schedule_remove(job_id: Annotated[int, typer.Argument(help="Job id (see msa schedule list).")], store: StoreOpt = None) -> None:
+    """Remove a scheduled job (its documents stay in memory)."""
+    from msa_agent.schedule import remove_job
+
+    try:
+        job = remove_job(_open_store(store), job_id)
+    except MSAError as e:
+        _fail(e)
+    out.print(f"removed job {job['id']} ({job['dir']} [{job['collection']}])", highlight=False, markup=False)
+
+
+@schedule_app.command("run")
+def schedule_run(
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Run the due jobs once and exit (cron, systemd timers).")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds a job waits for another writer before it counts as failed.")] = 60.0,
+) -> None:
+    """Run the due jobs; without --once, keep running them as they fall due (for containers)."""
+    import signal
+    import threading
+
+    from msa_agent import schedule as sched
+    from msa_agent.pipeline import Progress as Callbacks
+    from msa_agent.pipeline import ingest_dir
+
+    engines: list = []
+
+    def run_ingest(root: Path, coll: str) -> dict:
+        if not engines:
+            engines.append(_engine(model))
+        quiet = Callbacks(on_message=lambda m: err.print(f"  {m}", highlight=False, soft_wrap=True, markup=False))
+        return ingest_dir(root, st, engines[0], collection=coll, progress=quiet, wait=wait).as_dict()
+
+    def started(job) -> None:  # noqa: ANN001
+        err.print(f"job {job.id}: ingesting {job.root} [{job.collection}]", highlight=False, markup=False)
+
+    def done(o) -> None:  # noqa: ANN001
+        r = o.report or {}
+        what = (f"added {r['added']}, updated {r['updated']}, removed {r['removed']}, failed {r['failed']}"
+                if r else o.error)
+        err.print(f"job {o.job['id']}: {o.status}: {what}", highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        st = _open_store(store, create=True)
+        with sched.scheduler_lock(st):
+            if once:
+                outcomes = sched.run_due(st, run_ingest, on_start=started)
+                for o in outcomes:
+                    done(o)
+                if not outcomes:
+                    err.print("no job is due")
+                if any(o.status != "ok" for o in outcomes):
+                    raise typer.Exit(2)
+                return
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            err.print(f"running the scheduled jobs of {st.path} (stop: Ctrl-C or SIGTERM)", highlight=False)
+            sched.run_forever(st, run_ingest, stop=stop, on_outcome=done, on_start=started,
+                              on_sleep=lambda s: err.print(f"[dim]next check in {s:.0f} s[/]"))
+    except MSAError as e:
+        _fail(e)
+
+
+@schedule_app.command("install")
+def schedule_install(
+    store: StoreOpt = None,
+    write: Annotated[Optional[Path], typer.Option("--write", help="Write the files into this directory (the crontab line into this file) instead of printing them.")] = None,
+    cron: Annotated[bool, typer.Option("--cron", help="A crontab line instead of a systemd service and timer.")] = False,
+    check_every: Annotated[str, typer.Option("--check-every", help="How often the timer looks for due jobs.")] = "15m",
+) -> None:
+    """A systemd service + timer (Persistent=true) or a crontab line that runs `msa schedule run --once`."""
+    from msa_agent import schedule as sched
+
+    try:
+        path = settings.store_path(store).expanduser().resolve()
+        if cron:
+            line = sched.cron_line(path, check_every)
+            if write is None:
+                print(line)
+                return
+            write.parent.mkdir(parents=True, exist_ok=True)
+            write.write_text(line + "\n")
+            err.print(f"wrote {write}; install it with: crontab {write}", highlight=False, markup=False)
+            return
+        units = sched.systemd_units(path, check_every)
+        if write is None:
+            for name, body in units.items():
+                print(f"# {name}\n{body}")
+            return
+        files = sched.write_units(write, units)
+    except MSAError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(MSAError(f"{write}: {e.strerror or e}"))
+    err.print(f"wrote {', '.join(str(f) for f in files)}; enable with: systemctl --user daemon-reload && "
+              f"systemctl --user enable --now {sched.UNIT}.timer", highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -98,6 +98,7 @@ class Config:
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     attention_bias: bool = False
+    model_type: str = ""  # as read from config.json; "msa" marks the reference checkpoint format
     msa: MSAConfig = field(default_factory=MSAConfig)
     # derived
     qk_norm: bool = field(init=False, default=False)
@@ -150,6 +151,7 @@ class Config:
             bos_token_id=d.get("bos_token_id"),
             eos_token_id=d.get("eos_token_id"),
             attention_bias=d.get("attention_bias", False),
+            model_type=mt,
             msa=msa,
         )
 
@@ -159,7 +161,7 @@ class Config:
 
     def to_hf(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "model_type": "qwen3" if self.arch == "qwen3" else "llama",
+            "model_type": "msa" if self.model_type == "msa" else "qwen3" if self.arch == "qwen3" else "llama",
             "architectures": ["Qwen3ForCausalLM" if self.arch == "qwen3" else "LlamaForCausalLM"],
             "vocab_size": self.vocab_size,
             "num_hidden_layers": self.n_layer,

@@ -325,11 +325,21 @@ class MSAModel(nn.Module):
         return self.logits(h[:, -1:])[0, -1], cache, start + T
 
     @torch.inference_mode()
-    def generate(
+    def feed(self, token_ids: list[int], cache: KVCache, pos: int) -> torch.Tensor:
+        """Append tokens to a cache (causal among themselves, seeing everything cached) and
+        return the last logits (V,). Positions continue from `pos`."""
+        dev = self.embed_tokens.weight.device
+        T = len(token_ids)
+        positions = torch.arange(pos, pos + T, device=dev)[None]  # (1, T)
+        h = self.hidden(torch.tensor([token_ids], device=dev), positions, cache)
+        return self.logits(h[:, -1:])[0, -1]
+
+    @torch.inference_mode()
+    def decode(
         self,
-        prefix_ids: list[int],
-        prompt_ids: list[int],
-        memory: MemorySelector | None = None,
+        logits: torch.Tensor,
+        cache: KVCache,
+        pos: int,
         *,
         max_new_tokens: int = 128,
         stop_ids: set[int] | None = None,
@@ -338,9 +348,8 @@ class MSAModel(nn.Module):
         generator: torch.Generator | None = None,
         should_stop: Callable[[list[int]], bool] | None = None,
     ) -> Iterator[int]:
-        """Yield generated token ids one at a time (greedy when temperature is 0)."""
-        logits, cache, pos = self.prefill(prefix_ids, prompt_ids, memory)
-        dev = logits.device
+        """Yield tokens sampled from `logits` onwards, extending `cache` from position `pos`.
+        A stop id ends decoding without being yielded; `should_stop` ends it after a token."""
         out: list[int] = []
         for _ in range(max_new_tokens):
             tok = sample(logits, temperature, top_p, generator)
@@ -350,9 +359,20 @@ class MSAModel(nn.Module):
             yield tok
             if should_stop is not None and should_stop(out):
                 return
-            h = self.hidden(torch.tensor([[tok]], device=dev), torch.tensor([[pos]], device=dev), cache)
-            logits = self.logits(h)[0, -1]
+            logits = self.feed([tok], cache, pos)
             pos += 1
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prefix_ids: list[int],
+        prompt_ids: list[int],
+        memory: MemorySelector | None = None,
+        **decode_kw,  # noqa: ANN003 - the keyword arguments of `decode`
+    ) -> Iterator[int]:
+        """Yield generated token ids one at a time (greedy when temperature is 0)."""
+        logits, cache, pos = self.prefill(prefix_ids, prompt_ids, memory)
+        yield from self.decode(logits, cache, pos, **decode_kw)
 
 
 def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as _HFTokenizer
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+# The reference MSA protocol's round delimiter and end-of-retrieval tokens.
+OBJECT_REF_END, END_OF_RETRIEVE = "<|object_ref_end|>", "<End-of-Retrieve>"
 
 
 class Tokenizer:
@@ -26,6 +28,13 @@ class Tokenizer:
         eos = json.loads(cfg_path.read_text()).get("eos_token_id") if cfg_path.is_file() else None
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.stop_ids = {self.im_end, *eos}
+        self.object_ref_end = self._tok.token_to_id(OBJECT_REF_END)
+        self.end_of_retrieve = self._tok.token_to_id(END_OF_RETRIEVE)
+
+    @property
+    def has_retrieval_tokens(self) -> bool:
+        """Whether the vocabulary has the reference protocol's delimiter tokens."""
+        return self.object_ref_end is not None and self.end_of_retrieve is not None
 
     @property
     def vocab_size(self) -> int:
@@ -45,8 +54,12 @@ class Tokenizer:
 
     # ---- templates -------------------------------------------------------------------------
 
-    def document(self, text: str) -> list[int]:
-        """A memory document as encoded: its own ChatML turn, positions from 0."""
+    def document(self, text: str, doc_id: int | None = None) -> list[int]:
+        """A memory document as encoded: its own ChatML turn, positions from 0. With an id, the
+        reference protocol's form `<|im_start|>[id]. text[id]<|im_end|>`, so that a model trained
+        for it can read ids out of compressed memory and generate them."""
+        if doc_id is not None:
+            return self.encode(f"{IM_START}[{doc_id}]. {text}[{doc_id}]{IM_END}")
         return self.encode(f"{IM_START}document\n{text}{IM_END}\n")
 
     def chat_prefix(self, system: str) -> list[int]:

@@ -230,6 +230,6 @@ def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_di
     m = cfg.msa
     h.update(json.dumps({
         "layers": cfg.router_layers, "P": m.pooling_kernel_size, "decouple": m.decouple_router,
-        "cosine": m.cosine,
+        "cosine": m.cosine, "model_type": cfg.model_type,
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]

@@ -121,8 +121,37 @@ def _prompt(engine: Engine, evidence: list[str], new_from: int, question: str) -
     return ids, torch.tensor(mask)
 
 
-def _evidence_block(n: int, doc) -> str:  # noqa: ANN001
-    return f"[{n}] {doc.path} ({doc.anchor})\n{doc.text.strip()}"
+def _evidence_block(n: int, doc, text: str | None = None) -> str:  # noqa: ANN001
+    return f"[{n}] {doc.path} ({doc.anchor})\n{(doc.text if text is None else text).strip()}"
+
+
+MIN_EXCERPT_TOKENS = 96
+
+
+def excerpt(text: str, query: str, budget: int, encode: Callable[[str], list[int]]) -> str:
+    """The lines of `text` around those sharing most content words with `query`, within
+    `budget` tokens; elided runs are marked with "…"."""
+    lines = text.splitlines()
+    words = _content_words(query)
+    score = [len(words & _content_words(line)) for line in lines]
+    best = max(range(len(lines)), key=lambda i: (score[i], -i)) if lines else 0
+    lo = hi = best
+    cost = len(encode(lines[best])) if lines else 0
+    if cost > budget:  # one enormous line: cut it
+        return lines[best][: budget * 3] + " …"
+    while True:
+        grew = False
+        for j in (lo - 1, hi + 1):  # grow towards whichever side matches better first
+            if 0 <= j < len(lines) and (j < lo or j > hi):
+                c = len(encode(lines[j])) + 1
+                if cost + c <= budget:
+                    cost += c
+                    lo, hi = min(lo, j), max(hi, j)
+                    grew = True
+        if not grew:
+            break
+    out = lines[lo : hi + 1]
+    return "\n".join((["…"] if lo > 0 else []) + out + (["…"] if hi < len(lines) - 1 else []))
 
 
 def _hit_dict(router: Router, h: RouteHit) -> dict:
@@ -176,6 +205,13 @@ def ask(
         from .errors import BadInput
 
         raise BadInput(f"{store.path}: no documents in collection {collection or 'any'} (run `msa ingest` first)")
+    if engine.protocol == "reference":
+        from .interleave import ask_reference
+
+        answer, hits, log, timing = ask_reference(router, engine, question, rounds=rounds,
+                                                  max_new_tokens=max_new_tokens, on_token=on_token)
+        timing["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return AskResult(answer, _cite(router, hits, answer) if hits else [], log, timing, router.mode)
     tok = engine.tok
     injected: list[RouteHit] = []
     evidence: list[str] = []
@@ -189,27 +225,35 @@ def ask(
         fresh = [h for h in hits if h.index not in have]
         limit = first_round_docs if r == 0 else per_round_docs
         top_score = hits[0].score if hits else 0.0
-        chosen: list[RouteHit] = []
+        chosen: list[tuple[RouteHit, str]] = []
         for h in fresh:
             if len(chosen) >= limit:
                 break
             # Later rounds only add what scores near the round's best: no filler evidence.
             if r > 0 and top_score > 0 and h.score < margin * top_score:
                 break
-            block = _evidence_block(len(evidence) + len(chosen) + 1, router.memory.docs[h.index])
+            doc = router.memory.docs[h.index]
+            block = _evidence_block(len(evidence) + len(chosen) + 1, doc)
             cost = len(tok.encode(block))
-            if spent + cost > evidence_budget and (evidence or chosen):
-                continue
-            chosen.append(h)
+            left = evidence_budget - spent
+            if cost > left:
+                # Too long for what is left: keep the passage around the lines that match the
+                # question best, not the document's head.
+                if left < MIN_EXCERPT_TOKENS:
+                    continue
+                block = _evidence_block(len(evidence) + len(chosen) + 1, doc,
+                                        excerpt(doc.text, question, left - 24, tok.encode))
+                cost = len(tok.encode(block))
+            chosen.append((h, block))
             spent += cost
         new_from = len(evidence)
-        for h in chosen:
-            evidence.append(_evidence_block(len(evidence) + 1, router.memory.docs[h.index]))
+        for h, block in chosen:
+            evidence.append(block)
             injected.append(h)
         round_log.append({
             "round": r + 1,
             "routed": [_hit_dict(router, h) for h in hits[: router.top_k]],
-            "injected": [router.memory.docs[h.index].id for h in chosen],
+            "injected": [router.memory.docs[h.index].id for h, _ in chosen],
             "ms": round((time.perf_counter() - tr) * 1000, 1),
         })
         if not chosen:

@@ -73,12 +73,26 @@ class Engine:
         }
 
     @property
+    def protocol(self) -> str:
+        """`reference`: a model trained to emit document ids (model_type "msa" with the
+        retrieval tokens); `router-loop`: any other model, driven by routing scores."""
+        if self.cfg.model_type == "msa" and self.tok.has_retrieval_tokens:
+            return "reference"
+        return "router-loop"
+
+    @property
     def max_doc_tokens(self) -> int:
         return min(self.cfg.max_position_embeddings, 8192)
 
-    def doc_tokens(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of memory documents as encoded (their own ChatML turn), truncated to the context."""
-        out = [self.tok.document(t) for t in texts]
+    def doc_tokens(self, texts: list[str], ids: list[int] | None = None) -> list[list[int]]:
+        """Token ids of memory documents as encoded (their own ChatML turn), truncated to the
+        context. The reference protocol writes each document's id at both ends: pass `ids`."""
+        if self.protocol == "reference":
+            if ids is None:
+                raise ValueError("the reference protocol encodes documents with their ids")
+            out = [self.tok.document(t, i) for t, i in zip(texts, ids)]
+        else:
+            out = [self.tok.document(t) for t in texts]
         return [ids[: self.max_doc_tokens] for ids in out]
 
     def encode_batches(self, token_lists: list[list[int]], batch_tokens: int = 8192) -> Iterator[tuple[list[int], Encoded]]:

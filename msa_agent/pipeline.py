@@ -1,27 +1,60 @@
 """`msa ingest`: sources -> documents -> encoded segments -> store, incrementally.
 
-Unchanged files (same content hash) are skipped, changed ones re-encoded and their old documents
-tombstoned in the same transaction, deleted ones removed. A file that cannot be parsed is reported
-with its path and reason; the run goes on. Segment files are fsynced before the rows that point at
-them commit, so a crash leaves at worst an orphan directory that `msa verify` reports.
+A file whose size and mtime match the stored ones is unchanged without being read; otherwise its
+content hash decides. A changed file is re-parsed, and each of its documents gets a deterministic
+key (`doc_key`: sha256 of its normalised content, the parser version and options, and the model
+fingerprint). A document whose key a live document of the same file already has keeps that
+document's row and tensors (only its citation anchor moves); only documents with new keys are
+encoded, and the file's other old documents are tombstoned in the same transaction. So an
+appended log re-encodes only its last windows. Files gone from the source are tombstoned.
+
+Every file that cannot be read or parsed is reported with its path and reason and the run goes
+on; a file stored before keeps its last good documents. Segment files are fsynced before the
+rows that point at them commit, so a crash leaves at worst an orphan directory that `msa verify`
+reports.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import time
+import unicodedata
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+import msa_agent.ingest as _ingest
+from msa_agent.errors import BadInput
 from msa_agent.ingest import Document, SourceError, parse_file, walk
+from msa_agent.ingest.code import CODE_EXTS
+from msa_agent.ingest.html import HTML_EXTS
+from msa_agent.ingest.logs import LOG_EXTS
+from msa_agent.ingest.sources import PLAIN_EXTS, PROSE_EXTS
+from msa_agent.ingest.walker import BINARY_EXTS, BULK_FACTOR, MAX_BYTES
 
 from .engine import Engine, check_input_dir, stack_layers
-from .store import NewDocument, SourceUpdate, Store, write_segment
+from .store import NewDocument, ReusedDocument, SourceUpdate, Store, write_segment
+from .store.schema import SourceRow
 
 BATCH_TOKENS = 16384  # tokens per committed segment: bounds the work a crash can lose
+
+# Bump when the parsers' output for the same file changes: every file is then re-parsed and its
+# documents re-keyed (so re-encoded). The ingest package's own constant wins when it has one.
+PARSER_VERSION = str(getattr(_ingest, "PARSER_VERSION", "1"))
+KINDS = ("contract", "code", "log", "text")
+_KEY_SCHEME = b"msa-doc-key/1"
+# Extensions that promise text: binary content under one of them is a failure, not a skip.
+_TEXT_EXTS = CODE_EXTS | PROSE_EXTS | PLAIN_EXTS | LOG_EXTS | HTML_EXTS
+# A file modified this close to when it was hashed may change again within the same mtime tick:
+# its mtime is not recorded, so the next run hashes it again (git's "racily clean" entries).
+_RACY_NS = 2_000_000_000
+# Skip reasons that are failures: the file was meant to be ingested and could not be.
+_FAILING_SKIPS = {"oversized", "unreadable"}
 
 
 @dataclass
@@ -34,12 +67,14 @@ class IngestReport:
     removed: int = 0
     unchanged: int = 0
     failed: int = 0
-    documents: int = 0
-    tokens: int = 0
+    documents: int = 0  # documents of the added and updated files
+    tokens: int = 0  # tokens encoded
     seconds: float = 0.0
     tokens_per_s: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {"path", "reason"[, "kept_documents"]}
     warnings: list[dict[str, str]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # left out on purpose, by reason
+    reused_documents: int = 0  # documents of changed files whose stored tensors were kept
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -68,11 +103,44 @@ def doc_text(d: Document) -> str:
     return f"{head}\n{d.text}"
 
 
+def parse_signature(max_chars: int = 2400, kind: str | None = None) -> str:
+    """The parser version and the options that change what a file parses into."""
+    return f"{PARSER_VERSION};max_chars={max_chars}" + (f";kind={kind}" if kind else "")
+
+
+def normalize_text(text: str) -> str:
+    """NFC, \\n line ends, no trailing blanks on lines or blank lines at either end."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+def doc_key(d: Document, signature: str, fingerprint: str) -> str:
+    """A document's deterministic key: sha256 over its kind, title and normalised text, the
+    parser signature and the model fingerprint (each length-prefixed). Not the anchor: a document
+    that only moved within its file keeps its key."""
+    h = hashlib.sha256(_KEY_SCHEME)
+    for part in (signature, fingerprint, d.kind, d.title, normalize_text(d.text)):
+        b = part.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
 @dataclass
 class _Pending:
     update: SourceUpdate
-    docs: list[Document]
+    docs: list[Document]  # the documents to encode
+    keys: list[str]
+    ids: list[int]  # reserved: the reference protocol encodes a document with its id
     tokens: list[list[int]]
+
+
+def check_options(*, kind: str | None = None, max_file_bytes: int = MAX_BYTES) -> None:
+    """BadInput for ingest options that cannot work (checked before anything is created)."""
+    if kind is not None and kind not in KINDS:
+        raise BadInput(f"unknown kind {kind!r} (one of {', '.join(KINDS)})")
+    if max_file_bytes <= 0:
+        raise BadInput(f"the largest file size must be positive, got {max_file_bytes} bytes")
 
 
 def ingest_dir(
@@ -84,59 +152,133 @@ def ingest_dir(
     reencode: bool = False,
     progress: Progress | None = None,
     max_chars: int = 2400,
+    max_file_bytes: int = MAX_BYTES,
+    kind: str | None = None,
+    wait: float = 0.0,
 ) -> IngestReport:
+    """Bring a collection's memory of a directory in step with it.
+
+    `max_file_bytes`: larger files are reported as failures and never read (logs, PDF and DOCX may
+    be `BULK_FACTOR` times larger). `kind` forces the parser family for every file. `wait`: seconds
+    to wait for another writer to finish (StoreLocked after).
+    """
     progress = progress or Progress()
+    check_options(kind=kind, max_file_bytes=max_file_bytes)
     root = check_input_dir(root)
     t0 = time.perf_counter()
     report = IngestReport(store=str(store.path), collection=collection, root=str(root))
-    with store.write_lock():
+    with store.write_lock(wait):
         if reencode:
             store.reset()
         store.bind_model(engine.manifest_info())
         run_id = store.start_run(collection, str(root))
-        known = {p: s for p, s in store.sources(collection).items() if s.root == str(root)}
-        seen: set[str] = set()
-        pending: list[_Pending] = []
-        for path in walk(root):
-            key = str(path)
-            seen.add(key)
+        status, error = "error", None
+        try:
+            _Run(root, store, engine, collection, report, progress, max_chars, max_file_bytes, kind).run()
+            status = "partial" if report.failed else "ok"
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise
+        finally:
+            report.seconds = round(time.perf_counter() - t0, 3)
+            store.finish_run(run_id, added=report.added, updated=report.updated, removed=report.removed,
+                             unchanged=report.unchanged, failed=report.failed, tokens=report.tokens,
+                             seconds=report.seconds, status=status, error=error, reused=report.reused_documents,
+                             failures=report.failures, skipped=report.skipped)
+    return report
+
+
+class _Run:
+    """One ingest of one directory: plan (walk, stat, hash, parse, match keys), then encode and
+    commit in batches, then forget the files that are gone."""
+
+    def __init__(self, root: Path, store: Store, engine: Engine, collection: str, report: IngestReport,
+                 progress: Progress, max_chars: int, max_file_bytes: int, kind: str | None) -> None:
+        self.root, self.store, self.engine, self.collection = root, store, engine, collection
+        self.report, self.progress = report, progress
+        self.max_chars, self.max_file_bytes, self.kind = max_chars, max_file_bytes, kind
+        self.signature = parse_signature(max_chars, kind)
+        self.known: dict[str, SourceRow] = {
+            p: s for p, s in store.sources(collection).items() if s.root == str(root)}
+        self.seen: set[str] = set()
+        self.skipped: Counter = Counter()
+        self.touch: list[tuple[str, int, int]] = []
+        self._ids: list[int] = []
+
+    def new_ids(self, n: int) -> list[int]:
+        """Ids for n new documents, reserved from the store a thousand or more at a time."""
+        if len(self._ids) < n:
+            self._ids += list(self.store.reserve_document_ids(max(n - len(self._ids), 1024)))
+        out, self._ids = self._ids[:n], self._ids[n:]
+        return out
+
+    # ---- reporting -----------------------------------------------------------------------------
+
+    def fail(self, key: str, reason: str) -> None:
+        """A file that could not be ingested; one stored before keeps its documents."""
+        self.report.failed += 1
+        entry: dict = {"path": key, "reason": reason}
+        msg = f"failed: {key}: {reason}"
+        if key in self.known:
+            self.seen.add(key)  # not gone: keep its last good documents
+            kept = self.store.record_source_failure(self.collection, key, reason)
+            if kept is not None:
+                entry["kept_documents"] = kept
+                msg += f" (kept its {kept} documents from the last good version)"
+        self.report.failures.append(entry)
+        self.progress.on_message(msg)
+
+    def on_skip(self, p: Path, why: str) -> None:
+        """Called by walk for each entry it leaves out."""
+        key = str(p)
+        reason = self._failing_skip(p, why)
+        if reason is not None:
+            if why == "unreadable" and p.is_dir():
+                # What was stored from under it is not gone, only unreachable this time.
+                self.seen.update(k for k in self.known if k.startswith(key + "/"))
+            self.fail(key, reason)
+            return
+        self.skipped[why] += 1
+        if why == "symlink":
+            note = _symlink_reason(p, self.root)
+            self.report.warnings.append({"path": key, "reason": note})
+            self.progress.on_message(f"skipped: {key}: {note}")
+
+    def _failing_skip(self, p: Path, why: str) -> str | None:
+        if why == "oversized":
             try:
-                st = path.stat()
-                digest = file_hash(path)
+                size = p.stat().st_size
+            except OSError:
+                size = 0
+            mb = self.max_file_bytes / 1e6
+            return (f"too large to ingest ({size / 1e6:.1f} MB; the limit is {mb:g} MB, {mb * BULK_FACTOR:g} MB "
+                    f"for logs, PDF and DOCX: see --max-file-mb); not read")
+        if why == "unreadable":
+            try:
+                if p.is_dir():
+                    os.listdir(p)
+                else:
+                    open(p, "rb").close()  # noqa: SIM115
             except OSError as e:
-                report.failed += 1
-                report.failures.append({"path": key, "reason": e.strerror or str(e)})
-                progress.on_message(f"failed: {key}: {e.strerror or e}")
-                continue
-            old = known.get(key)
-            if old is not None and old.content_hash == digest:
-                report.unchanged += 1
-                continue
-            notes: list[str] = []
-            try:
-                docs = parse_file(path, root, max_chars=max_chars, warnings=notes)
-            except SourceError as e:
-                report.failed += 1
-                report.failures.append({"path": key, "reason": e.reason})
-                progress.on_message(f"failed: {key}: {e.reason}")
-                continue
-            for note in notes:
-                report.warnings.append({"path": key, "reason": note})
-                progress.on_message(f"warning: {note}")
-            for d in docs:
-                if d.anchor_data.get("fallback"):
-                    report.warnings.append({"path": key, "reason": f"no parser for this language; split into line windows"})
-                    progress.on_message(f"warning: {d.path}: no parser for this language, split into line windows")
-                    break
-            rel = path.relative_to(root).as_posix()
-            upd = SourceUpdate(path=key, root=str(root), rel_path=rel, kind=docs[0].kind if docs else "text",
-                               content_hash=digest, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            toks = engine.doc_tokens([doc_text(d) for d in docs])
-            pending.append(_Pending(upd, docs, toks))
-            if old is None:
-                report.added += 1
-            else:
-                report.updated += 1
+                return f"cannot {'list directory' if p.is_dir() else 'read'}: {e.strerror or e}"
+            return "cannot read"
+        if why == "binary":
+            ext = p.suffix.lower()
+            if ext in _TEXT_EXTS and ext not in BINARY_EXTS:
+                return f"not text: binary content in a {ext} file"
+        return None
+
+    # ---- the run -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        report, progress = self.report, self.progress
+        pending: list[_Pending] = []
+        # walk counts nothing itself: on_skip sorts what it leaves out into failures and skips.
+        for path in walk(self.root, None, self.max_file_bytes, on_skip=self.on_skip):
+            p = self.plan(path)
+            if p is not None:
+                pending.append(p)
+        report.skipped = dict(sorted(self.skipped.items()))
         total_tokens = sum(len(t) for p in pending for t in p.tokens)
         progress.on_plan(len(pending), total_tokens)
         t_enc = time.perf_counter()
@@ -146,62 +288,145 @@ def ingest_dir(
             batch.append(p)
             batch_tokens += sum(len(t) for t in p.tokens)
             if batch_tokens >= BATCH_TOKENS:
-                _encode_and_commit(batch, store, engine, collection, report, progress)
+                self.encode_and_commit(batch)
                 batch, batch_tokens = [], 0
         if batch:
-            _encode_and_commit(batch, store, engine, collection, report, progress)
+            self.encode_and_commit(batch)
         enc_seconds = time.perf_counter() - t_enc
-        for path, src in known.items():
-            if path not in seen:
-                store.remove_source(collection, path)
+        self.store.touch_sources(self.collection, self.touch)
+        for path in self.known:
+            if path not in self.seen:
+                self.store.remove_source(self.collection, path)
                 report.removed += 1
-        report.seconds = round(time.perf_counter() - t0, 3)
         report.tokens_per_s = round(report.tokens / enc_seconds, 1) if report.tokens and enc_seconds > 0 else 0.0
-        store.finish_run(run_id, added=report.added, updated=report.updated, removed=report.removed,
-                         unchanged=report.unchanged, failed=report.failed, tokens=report.tokens,
-                         seconds=report.seconds, status="partial" if report.failed else "ok")
-    return report
+
+    def plan(self, path: Path) -> _Pending | None:
+        """What to do with one walked file: nothing (unchanged or failed), or a pending update."""
+        report, key = self.report, str(path)
+        self.seen.add(key)
+        old = self.known.get(key)
+        # Sources stored before documents had keys ("") count as parsed by the current parsers
+        # while their files are unchanged: an upgrade does not re-encode the whole store.
+        same_parser = old is not None and old.parser_version in (self.signature, "")
+        try:
+            st = path.stat()
+            if (same_parser and old.content_hash and not old.last_error
+                    and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns)):
+                report.unchanged += 1
+                return None
+            digest = file_hash(path)
+        except OSError as e:
+            self.fail(key, f"cannot read: {e.strerror or e}")
+            return None
+        mtime_ns = -1 if time.time_ns() - st.st_mtime_ns < _RACY_NS else st.st_mtime_ns
+        if same_parser and old.content_hash and digest == old.content_hash:
+            report.unchanged += 1
+            if (old.size, old.mtime_ns) != (st.st_size, mtime_ns) or old.last_error:
+                self.touch.append((key, st.st_size, mtime_ns))
+            return None
+        notes: list[str] = []
+        try:
+            docs = parse_file(path, self.root, max_chars=self.max_chars, warnings=notes, kind=self.kind)
+        except SourceError as e:
+            self.fail(key, e.reason)
+            return None
+        except Exception as e:  # a parser bug on odd input must not end the run
+            self.fail(key, f"parser error: {type(e).__name__}: {' '.join(str(e).split())}")
+            return None
+        for note in notes:
+            report.warnings.append({"path": key, "reason": note})
+            self.progress.on_message(f"warning: {note}")
+        for d in docs:
+            if d.anchor_data.get("fallback"):
+                report.warnings.append({"path": key, "reason": "no parser for this language; split into line windows"})
+                self.progress.on_message(f"warning: {d.path}: no parser for this language, split into line windows")
+                break
+        rel = path.relative_to(self.root).as_posix()
+        upd = SourceUpdate(path=key, root=str(self.root), rel_path=rel, kind=docs[0].kind if docs else "text",
+                           content_hash=digest, size=st.st_size, mtime_ns=mtime_ns, parser_version=self.signature)
+        # Documents whose key a live document of this file has keep that document's tensors.
+        pool: dict[str, list] = defaultdict(list)
+        if old is not None:
+            for row in self.store.source_documents(self.collection, key):
+                if row.doc_key:
+                    pool[row.doc_key].append(row)
+        fresh: list[Document] = []
+        keys: list[str] = []
+        for d in docs:
+            k = doc_key(d, self.signature, self.engine.fingerprint)
+            if pool.get(k):
+                row = pool[k].pop(0)
+                upd.reused.append(ReusedDocument(
+                    id=row.id, path=d.path, kind=d.kind, anchor=d.anchor, anchor_data=d.anchor_data, title=d.title,
+                    text=d.text, content_hash=hashlib.sha256(d.text.encode()).hexdigest()))
+            else:
+                fresh.append(d)
+                keys.append(k)
+        report.reused_documents += len(upd.reused)
+        report.documents += len(upd.reused)
+        ids = self.new_ids(len(fresh))
+        toks = self.engine.doc_tokens([doc_text(d) for d in fresh], ids)
+        if old is None:
+            report.added += 1
+        else:
+            report.updated += 1
+        return _Pending(upd, fresh, keys, ids, toks)
+
+    def encode_and_commit(self, batch: list[_Pending]) -> None:
+        store, engine, report, progress = self.store, self.engine, self.report, self.progress
+        flat = [t for p in batch for t in p.tokens]
+        layers = engine.cfg.router_layers
+        n_chunks = [0] * len(flat)
+        ks: list[np.ndarray | None] = [None] * len(flat)
+        vs: list[np.ndarray | None] = [None] * len(flat)
+        rks: list[np.ndarray | None] = [None] * len(flat)
+        for idx, enc in engine.encode_batches(flat) if flat else ():
+            k, v = stack_layers(enc.k, layers), stack_layers(enc.v, layers)
+            rk = stack_layers(enc.rk, layers) if enc.rk else None
+            off = 0
+            for j, i in enumerate(idx):
+                n = enc.n_chunks[j]
+                n_chunks[i] = n
+                ks[i], vs[i] = k[:, off : off + n], v[:, off : off + n]
+                if rk is not None:
+                    rks[i] = rk[:, off : off + n]
+                off += n
+            progress.on_advance(0, sum(enc.n_tokens))
+        seg = None
+        if flat:
+            seg_k = np.concatenate(ks, axis=1)  # (layers, N, Hk, D)
+            seg_v = np.concatenate(vs, axis=1)
+            seg_rk = np.concatenate(rks, axis=1) if rks[0] is not None else None
+            chunks = np.repeat(np.arange(len(flat), dtype=np.int32), n_chunks)  # (N,)
+            seg = write_segment(store.segments_dir, store.new_segment_id(), seg_k, seg_v, seg_rk, chunks)
+        start = 0
+        di = 0
+        for p in batch:
+            for d, k, i, toks in zip(p.docs, p.keys, p.ids, p.tokens):
+                n = n_chunks[di]
+                p.update.documents.append(NewDocument(
+                    path=d.path, kind=d.kind, anchor=d.anchor, anchor_data=d.anchor_data, title=d.title, text=d.text,
+                    content_hash=hashlib.sha256(d.text.encode()).hexdigest(), n_tokens=len(toks),
+                    chunk_start=start, n_chunks=n, doc_key=k, id=i,
+                ))
+                start += n
+                di += 1
+                report.tokens += len(toks)
+            report.documents += len(p.docs)
+        store.commit(self.collection, seg, [p.update for p in batch])
+        progress.on_advance(len(batch), 0)
 
 
-def _encode_and_commit(
-    batch: list[_Pending], store: Store, engine: Engine, collection: str, report: IngestReport, progress: Progress
-) -> None:
-    flat = [t for p in batch for t in p.tokens]
-    layers = engine.cfg.router_layers
-    n_chunks = [0] * len(flat)
-    ks: list[np.ndarray | None] = [None] * len(flat)
-    vs: list[np.ndarray | None] = [None] * len(flat)
-    rks: list[np.ndarray | None] = [None] * len(flat)
-    for idx, enc in engine.encode_batches(flat):
-        k, v = stack_layers(enc.k, layers), stack_layers(enc.v, layers)
-        rk = stack_layers(enc.rk, layers) if enc.rk else None
-        off = 0
-        for j, i in enumerate(idx):
-            n = enc.n_chunks[j]
-            n_chunks[i] = n
-            ks[i], vs[i] = k[:, off : off + n], v[:, off : off + n]
-            if rk is not None:
-                rks[i] = rk[:, off : off + n]
-            off += n
-        progress.on_advance(0, sum(enc.n_tokens))
-    seg_k = np.concatenate(ks, axis=1) if flat else None
-    seg_v = np.concatenate(vs, axis=1) if flat else None
-    seg_rk = np.concatenate(rks, axis=1) if flat and rks[0] is not None else None
-    chunks = np.repeat(np.arange(len(flat), dtype=np.int32), n_chunks)
-    seg = write_segment(store.segments_dir, store.new_segment_id(), seg_k, seg_v, seg_rk, chunks) if flat else None
-    start = 0
-    di = 0
-    for p in batch:
-        for d, toks in zip(p.docs, p.tokens):
-            n = n_chunks[di]
-            p.update.documents.append(NewDocument(
-                path=d.path, kind=d.kind, anchor=d.anchor, anchor_data=d.anchor_data, title=d.title, text=d.text,
-                content_hash=hashlib.sha256(d.text.encode()).hexdigest(), n_tokens=len(toks),
-                chunk_start=start, n_chunks=n,
-            ))
-            start += n
-            di += 1
-            report.tokens += len(toks)
-        report.documents += len(p.docs)
-    store.commit(collection, seg, [p.update for p in batch])
-    progress.on_advance(len(batch), 0)
+def _symlink_reason(p: Path, root: Path) -> str:
+    """Why walk did not follow a link, in words."""
+    try:
+        real = p.resolve(strict=True)
+    except RuntimeError:
+        return "symlink loop, not followed"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop, not followed"
+        return "broken symlink, not followed"
+    if real != root and root not in real.parents:
+        return f"symlink to {real}, outside the ingested directory, not followed"
+    return "symlink back to a directory above it (a loop), not followed"

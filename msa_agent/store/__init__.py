@@ -2,6 +2,9 @@
 
 from .schema import FORMAT_VERSION
 from .segments import Segment, SegmentFiles, write_segment
-from .store import NewDocument, SourceUpdate, Store
+from .store import NewDocument, ReusedDocument, SourceUpdate, Store
 
-__all__ = ["FORMAT_VERSION", "NewDocument", "Segment", "SegmentFiles", "SourceUpdate", "Store", "write_segment"]
+__all__ = [
+    "FORMAT_VERSION", "NewDocument", "ReusedDocument", "Segment", "SegmentFiles", "SourceUpdate", "Store",
+    "write_segment",
+]

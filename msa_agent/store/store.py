@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, func, select, text, update
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,9 @@ from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, Sto
 from .schema import (
     FORMAT_VERSION, DocumentRow, IngestRunRow, JobRow, ManifestRow, SegmentRow, SourceRow, migrate, utcnow,
 )
-from .segments import Segment, SegmentFiles, verify_segment
+from .segments import Segment, SegmentFiles, verify_segment, write_segment
+
+COMPACT_CHUNKS = 1 << 16  # chunks per segment that compaction writes
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _COMPOUND = re.compile(r"\w+(?:[-_.]\w+)+", re.UNICODE)
@@ -50,6 +53,7 @@ class NewDocument:
     chunk_start: int
     n_chunks: int
     doc_key: str | None = None
+    id: int | None = None  # reserved with reserve_document_ids (the reference protocol encodes it)
 
 
 @dataclass
@@ -82,6 +86,17 @@ class SourceUpdate:
     documents: list[NewDocument] = field(default_factory=list)
     reused: list[ReusedDocument] = field(default_factory=list)
     parser_version: str = ""
+
+
+def job_dict(j: JobRow) -> dict:
+    """A scheduled job as `msa status` and `msa schedule list` show it."""
+    return {
+        "id": j.id, "dir": j.root, "collection": j.collection, "every_seconds": j.every_seconds, "window": j.window,
+        "created_at": j.created_at, "next_due_at": j.next_due_at, "last_run": j.last_run_at,
+        "last_status": j.last_status, "last_success_at": j.last_success_at, "last_failure_at": j.last_failure_at,
+        "last_error": j.last_error, "consecutive_failures": j.consecutive_failures or 0,
+        "failing": bool(j.consecutive_failures),
+    }
 
 
 class Store:
@@ -207,8 +222,9 @@ class Store:
         return uuid.uuid4().hex[:16]
 
     def commit(self, collection: str, seg: SegmentFiles | None, updates: list[SourceUpdate]) -> list[int]:
-        """In one transaction: register the (already fsynced) segment, replace each source's
-        documents with its new ones, and index them lexically. Returns the new document ids."""
+        """In one transaction: register the (already fsynced) segment, and for each source keep
+        the documents it reuses (updating their anchors), tombstone its other live ones, add its
+        new ones and index them lexically. Returns the new document ids."""
         now = utcnow()
         new_ids: list[int] = []
         with self.session() as s, s.begin():
@@ -222,10 +238,22 @@ class Store:
                     s.add(src)
                 src.root, src.rel_path, src.kind = u.root, u.rel_path, u.kind
                 src.content_hash, src.size, src.mtime_ns = u.content_hash, u.size, u.mtime_ns
-                src.n_docs, src.last_ingest_at = len(u.documents), now
+                src.n_docs, src.last_ingest_at = len(u.documents) + len(u.reused), now
+                src.parser_version, src.last_error, src.last_failure_at = u.parser_version, None, None
                 s.flush()
+                keep = [r.id for r in u.reused]
                 self._tombstone(s, select(DocumentRow.id).where(
-                    DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False)))
+                    DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False), DocumentRow.id.not_in(keep)))
+                for r in u.reused:
+                    row = s.get(DocumentRow, r.id)
+                    if row is None or row.tombstone or row.source_id != src.id:
+                        raise ValueError(f"document {r.id} is not a live document of {u.path}")
+                    reindex = (row.path, row.title, row.text) != (r.path, r.title, r.text)
+                    row.path, row.kind, row.anchor, row.title, row.text = r.path, r.kind, r.anchor, r.title, r.text
+                    row.anchor_json, row.content_hash = json.dumps(r.anchor_data, sort_keys=True), r.content_hash
+                    if reindex:
+                        s.execute(text("DELETE FROM doc_fts WHERE rowid = :i"), {"i": row.id})
+                        self._index(s, row.id, r.path, r.title, r.text)
                 for d in u.documents:
                     if seg is None:
                         raise ValueError("documents need a segment")
@@ -234,14 +262,31 @@ class Store:
                         anchor_json=json.dumps(d.anchor_data, sort_keys=True), title=d.title, text=d.text,
                         content_hash=d.content_hash, n_tokens=d.n_tokens, segment_id=seg.id,
                         chunk_start=d.chunk_start, n_chunks=d.n_chunks, tombstone=False, created_at=now,
+                        doc_key=d.doc_key, id=d.id,
                     )
                     s.add(row)
                     s.flush()
-                    s.execute(text("INSERT INTO doc_fts(rowid, path, title, body) VALUES (:i, :p, :t, :b)"),
-                              {"i": row.id, "p": d.path.replace("/", " ").replace("_", " ").replace(".", " "),
-                               "t": d.title, "b": d.text})
+                    self._index(s, row.id, d.path, d.title, d.text)
                     new_ids.append(row.id)
         return new_ids
+
+    def reserve_document_ids(self, n: int) -> range:
+        """n document ids no row has had or will get otherwise (AUTOINCREMENT's sequence moves past
+        them), for documents whose encoding contains their id. Ids reserved and never used are
+        gaps, nothing more. The caller holds the write lock."""
+        with self.session() as s, s.begin():
+            seq = s.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'documents'")).scalar()
+            top = max(seq or 0, s.scalar(select(func.max(DocumentRow.id))) or 0)
+            if seq is None:
+                s.execute(text("INSERT INTO sqlite_sequence(name, seq) VALUES ('documents', :n)"), {"n": top + n})
+            else:
+                s.execute(text("UPDATE sqlite_sequence SET seq = :n WHERE name = 'documents'"), {"n": top + n})
+        return range(top + 1, top + n + 1)
+
+    @staticmethod
+    def _index(s: Session, doc_id: int, path: str, title: str, body: str) -> None:
+        s.execute(text("INSERT INTO doc_fts(rowid, path, title, body) VALUES (:i, :p, :t, :b)"),
+                  {"i": doc_id, "p": path.replace("/", " ").replace("_", " ").replace(".", " "), "t": title, "b": body})
 
     @staticmethod
     def _tombstone(s: Session, ids_query) -> int:  # noqa: ANN001
@@ -259,11 +304,69 @@ class Store:
             src = s.scalar(select(SourceRow).where(SourceRow.collection == collection, SourceRow.path == path))
             if src is None:
                 return 0
-            n = self._tombstone(s, select(DocumentRow.id).where(
-                DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False)))
-            s.execute(update(DocumentRow).where(DocumentRow.source_id == src.id).values(source_id=None))
-            s.delete(src)
+            return self._forget_source(s, src)
+
+    def _forget_source(self, s: Session, src: SourceRow) -> int:
+        n = self._tombstone(s, select(DocumentRow.id).where(
+            DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False)))
+        s.execute(update(DocumentRow).where(DocumentRow.source_id == src.id).values(source_id=None))
+        s.delete(src)
         return n
+
+    def forget(self, target: str | Path, collection: str | None = None) -> dict[str, int]:
+        """Tombstone the documents of a file, or of every file under a directory, and forget
+        those sources (in one collection, or in all). Returns {"sources", "documents"}.
+
+        The path need not exist any more; it is matched as given (made absolute) and as resolved,
+        so a path through a symlink finds what was ingested through its target.
+        """
+        raw = Path(os.path.abspath(Path(target).expanduser()))
+        try:
+            resolved = raw.resolve()
+        except (OSError, RuntimeError):
+            resolved = raw
+        conds = []
+        for p in dict.fromkeys([str(raw), str(resolved)]):
+            prefix = p.rstrip("/") + "/"
+            conds += [SourceRow.path == p, SourceRow.path.startswith(prefix, autoescape=True)]
+        q = select(SourceRow).where(or_(*conds))
+        if collection is not None:
+            q = q.where(SourceRow.collection == collection)
+        n_src = n_docs = 0
+        with self.session() as s, s.begin():
+            for src in list(s.scalars(q)):
+                n_docs += self._forget_source(s, src)
+                n_src += 1
+        return {"sources": n_src, "documents": n_docs}
+
+    def record_source_failure(self, collection: str, path: str, reason: str) -> int | None:
+        """Note that a stored source could not be re-read or re-parsed. Its documents stay (the
+        last good version); returns how many, or None when the source was never stored."""
+        with self.session() as s, s.begin():
+            src = s.scalar(select(SourceRow).where(SourceRow.collection == collection, SourceRow.path == path))
+            if src is None:
+                return None
+            src.last_error, src.last_failure_at = reason, utcnow()
+            return s.scalar(select(func.count()).select_from(DocumentRow).where(
+                DocumentRow.source_id == src.id, DocumentRow.tombstone.is_(False))) or 0
+
+    def touch_sources(self, collection: str, stats: list[tuple[str, int, int]]) -> None:
+        """Record the size and mtime of sources found unchanged by content (so the next run can
+        skip hashing them), and clear a failure they had."""
+        if not stats:
+            return
+        with self.session() as s, s.begin():
+            for path, size, mtime_ns in stats:
+                s.execute(update(SourceRow).where(SourceRow.collection == collection, SourceRow.path == path)
+                          .values(size=size, mtime_ns=mtime_ns, last_error=None, last_failure_at=None))
+
+    def source_documents(self, collection: str, path: str) -> list[DocumentRow]:
+        """The live documents of one source, in id order."""
+        with self.session() as s:
+            return list(s.scalars(
+                select(DocumentRow).join(SourceRow, DocumentRow.source_id == SourceRow.id)
+                .where(SourceRow.collection == collection, SourceRow.path == path, DocumentRow.tombstone.is_(False))
+                .order_by(DocumentRow.id)))
 
     def start_run(self, collection: str, root: str) -> int:
         with self.session() as s, s.begin():
@@ -272,11 +375,16 @@ class Store:
             s.flush()
             return run.id
 
-    def finish_run(self, run_id: int, **counts: int | float | str) -> None:
+    def finish_run(self, run_id: int, *, failures: list[dict] | None = None, skipped: dict[str, int] | None = None,
+                   **counts: int | float | str | None) -> None:
         with self.session() as s, s.begin():
             run = s.get(IngestRunRow, run_id)
             for k, v in counts.items():
                 setattr(run, k, v)
+            if failures is not None:
+                run.failures_json = json.dumps(failures[:200])
+            if skipped is not None:
+                run.skipped_json = json.dumps(dict(sorted(skipped.items())))
             run.finished_at = utcnow()
 
     # ---- reading ---------------------------------------------------------------------------
@@ -345,14 +453,8 @@ class Store:
             tomb = s.scalar(select(func.count()).select_from(DocumentRow).where(DocumentRow.tombstone.is_(True))) or 0
             n_seg = s.scalar(select(func.count()).select_from(SegmentRow)) or 0
             collections = sorted(set(s.scalars(select(DocumentRow.collection).where(live).distinct())))
-            srcs = []
-            for root, coll, last, n in s.execute(
-                select(SourceRow.root, SourceRow.collection, func.max(SourceRow.last_ingest_at), func.count())
-                .group_by(SourceRow.root, SourceRow.collection)
-            ):
-                srcs.append({"root": root, "collection": coll, "files": n, "last_ingest": last})
-            jobs = [{"id": j.id, "dir": j.root, "collection": j.collection, "every_seconds": j.every_seconds,
-                     "last_run": j.last_run_at, "last_status": j.last_status} for j in s.scalars(select(JobRow))]
+            srcs = self._source_status(s)
+            jobs = [job_dict(j) for j in s.scalars(select(JobRow).order_by(JobRow.id))]
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return {
             "store": str(self.path), "documents": n_docs, "tokens": int(tokens), "chunks": int(chunks),
@@ -361,6 +463,42 @@ class Store:
             "collections": collections, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
             "format_version": m.get("format_version"), "sources": srcs, "jobs": jobs,
         }
+
+    @staticmethod
+    def _source_status(s: Session) -> list[dict]:
+        """Per ingested directory (and collection): files, documents, the last run, the last
+        successful one, and the files that failed in the last run (those stored before keep their
+        last good documents)."""
+        out: dict[tuple[str, str], dict] = {}
+        for root, coll, n, docs, last in s.execute(
+            select(SourceRow.root, SourceRow.collection, func.count(), func.coalesce(func.sum(SourceRow.n_docs), 0),
+                   func.max(SourceRow.last_ingest_at)).group_by(SourceRow.root, SourceRow.collection)
+        ):
+            out[(root, coll)] = {"root": root, "collection": coll, "files": n, "documents": int(docs),
+                                 "last_ingest": last}
+        runs = s.execute(
+            select(IngestRunRow.collection, IngestRunRow.root, func.max(IngestRunRow.id))
+            .group_by(IngestRunRow.collection, IngestRunRow.root)).all()
+        for coll, root, run_id in runs:
+            run = s.get(IngestRunRow, run_id)
+            ok = s.scalar(select(func.max(IngestRunRow.finished_at)).where(
+                IngestRunRow.collection == coll, IngestRunRow.root == root,
+                IngestRunRow.status.in_(("ok", "partial"))))
+            entry = out.setdefault((root, coll), {"root": root, "collection": coll, "files": 0, "documents": 0,
+                                                  "last_ingest": None})
+            entry["last_success_at"] = ok
+            entry["last_run"] = {
+                "id": run.id, "status": run.status, "started_at": run.started_at, "finished_at": run.finished_at,
+                "added": run.added, "updated": run.updated, "removed": run.removed, "unchanged": run.unchanged,
+                "failed": run.failed, "reused": run.reused, "tokens": run.tokens, "seconds": run.seconds,
+                "error": run.error, "skipped": json.loads(run.skipped_json or "{}"),
+            }
+            entry["failures"] = json.loads(run.failures_json or "[]")
+        for entry in out.values():
+            entry.setdefault("last_success_at", None)
+            entry.setdefault("last_run", None)
+            entry.setdefault("failures", [])
+        return [out[k] for k in sorted(out)]
 
     # ---- checking --------------------------------------------------------------------------
 
@@ -384,19 +522,96 @@ class Store:
                 problems.append(f"document {d.id} ({d.path}) chunk range beyond segment {d.segment_id}")
         return problems
 
-    def compact(self) -> dict[str, int]:
-        """Delete tombstoned rows, segments no live document uses, and orphan directories."""
+    def compact(self, max_chunks: int = COMPACT_CHUNKS) -> dict[str, int | list[str]]:
+        """Reclaim the space of tombstoned documents: rewrite every segment that holds dead chunks
+        into new segments of its live chunks only, then drop tombstoned rows, unused segments and
+        orphan directories. The caller holds the write lock.
+
+        New segment files are written and fsynced before one transaction moves the rows to them;
+        old directories go after it commits, so a crash at any point leaves the store whole (at
+        worst with orphan directories, which verify reports and the next compact removes). The
+        tensors are copied unchanged, so routing over live documents is unchanged. A segment
+        whose files fail their checksums is left as it is (and listed in "damaged"): copying it
+        would give its damage fresh checksums.
+        """
+        bytes_before = self._segments_bytes()
+        with self.session() as s:
+            segs = {r.id: r for r in s.scalars(select(SegmentRow))}
+            live = list(s.scalars(select(DocumentRow).where(DocumentRow.tombstone.is_(False))
+                                  .order_by(DocumentRow.segment_id, DocumentRow.chunk_start)))
+        by_seg: dict[str, list[DocumentRow]] = defaultdict(list)
+        for d in live:
+            by_seg[d.segment_id].append(d)
+        damaged: list[str] = []
+        rewrite: list[str] = []
+        for seg_id, row in sorted(segs.items(), key=lambda t: t[1].created_at + t[0]):
+            if sum(d.n_chunks for d in by_seg.get(seg_id, [])) == row.n_chunks:
+                continue  # every chunk still used
+            if by_seg.get(seg_id) and verify_segment(self.segments_dir / seg_id, json.loads(row.checksums)):
+                damaged.append(seg_id)
+                continue
+            rewrite.append(seg_id)
+        written: list[tuple[SegmentFiles, int]] = []
+        moves: dict[int, tuple[str, int]] = {}
+        # Segments with and without trained-router keys are never mixed in one new segment.
+        for has_rk in (False, True):
+            docs = [d for sid in rewrite for d in by_seg.get(sid, []) if (self.segment(sid).rk is not None) == has_rk]
+            group: list[DocumentRow] = []
+            for d in docs:
+                if group and sum(g.n_chunks for g in group) + d.n_chunks > max_chunks:
+                    written.append(self._copy_segment(group, moves))
+                    group = []
+                group.append(d)
+            if group:
+                written.append(self._copy_segment(group, moves))
+        now = utcnow()
         with self.session() as s, s.begin():
+            for files, n_docs in written:
+                s.add(SegmentRow(id=files.id, n_chunks=files.n_chunks, n_docs=n_docs, bytes=files.n_bytes,
+                                 checksums=json.dumps(files.checksums), created_at=now))
+            s.flush()
+            for doc_id, (seg_id, start) in moves.items():
+                s.execute(update(DocumentRow).where(DocumentRow.id == doc_id)
+                          .values(segment_id=seg_id, chunk_start=start))
             dead_docs = s.execute(delete(DocumentRow).where(DocumentRow.tombstone.is_(True))).rowcount
             used = set(s.scalars(select(DocumentRow.segment_id).distinct()))
-            dead_segs = [r.id for r in s.scalars(select(SegmentRow)) if r.id not in used]
+            dead_segs = [sid for sid in s.scalars(select(SegmentRow.id)) if sid not in used]
             if dead_segs:
                 s.execute(delete(SegmentRow).where(SegmentRow.id.in_(dead_segs)))
             keep = set(s.scalars(select(SegmentRow.id)))
         self._segments.clear()
         removed_dirs = 0
         for p in self.segments_dir.iterdir():
-            if p.is_dir() and p.name not in keep:
-                shutil.rmtree(p)
-                removed_dirs += 1
-        return {"documents": dead_docs, "segments": len(dead_segs), "directories": removed_dirs}
+            if p.name not in keep:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                if p.name not in dead_segs:
+                    removed_dirs += 1  # an orphan, not a segment this compaction retired
+        return {"documents": dead_docs, "segments": len(dead_segs), "rewritten": len(written),
+                "directories": removed_dirs, "bytes_before": bytes_before, "bytes_after": self._segments_bytes(),
+                "damaged": damaged}
+
+    def _copy_segment(self, docs: list[DocumentRow], moves: dict[int, tuple[str, int]]) -> tuple[SegmentFiles, int]:
+        """Write (and fsync) a new segment holding the given documents' chunks, in order; record
+        where each document moves to."""
+        seg_id = self.new_segment_id()
+        ks, vs, rks, counts = [], [], [], []
+        start = 0
+        for d in docs:
+            src = self.segment(d.segment_id)
+            a, b = d.chunk_start, d.chunk_start + d.n_chunks
+            ks.append(np.asarray(src.k[:, a:b]))  # (layers, n, Hk, D)
+            vs.append(np.asarray(src.v[:, a:b]))
+            if src.rk is not None:
+                rks.append(np.asarray(src.rk[:, a:b]))
+            counts.append(d.n_chunks)
+            moves[d.id] = (seg_id, start)
+            start += d.n_chunks
+        chunks = np.repeat(np.arange(len(docs), dtype=np.int32), counts)  # (N,)
+        files = write_segment(self.segments_dir, seg_id, np.concatenate(ks, axis=1), np.concatenate(vs, axis=1),
+                              np.concatenate(rks, axis=1) if rks else None, chunks)
+        return files, len(docs)
+
+    def _segments_bytes(self) -> int:
+        if not self.segments_dir.is_dir():
+            return 0
+        return sum(f.stat().st_size for f in self.segments_dir.rglob("*") if f.is_file())

@@ -67,15 +67,20 @@ def test_incremental_ingest(corpus, store, engine):
     assert sorted(p.name for p in store.segments_dir.iterdir()) == segs_before
     assert _live(store).keys() == before.keys()
 
-    # A changed file: re-encoded, its old documents tombstoned everywhere.
+    # A changed file: its changed document re-encoded and the old one tombstoned everywhere; its
+    # unchanged documents keep their rows and tensors.
     pump = corpus / "code" / "pump.py"
     pump.write_text(pump.read_text().replace("emergency_stop", "halt_now").replace("2.5", "9.75"))
     rep = ingest_dir(corpus, store, engine)
     assert (rep.added, rep.updated, rep.removed, rep.unchanged) == (0, 1, 0, 3)
-    old_pump = {i for i, d in before.items() if d.path == "code/pump.py"}
+    old_pump = {i for i, d in before.items() if d.path == "code/pump.py" and "emergency_stop" in d.text}
+    kept_pump = {i for i, d in before.items() if d.path == "code/pump.py"} - old_pump
+    assert len(old_pump) == 1 and kept_pump and rep.reused_documents == len(kept_pump)
     live = _live(store)
     assert not old_pump & live.keys()
-    assert {i for i, d in live.items() if d.path != "code/pump.py"} == before.keys() - old_pump
+    assert {i for i, d in live.items() if d.path != "code/pump.py"} | kept_pump == before.keys() - old_pump
+    assert all((live[i].segment_id, live[i].chunk_start) == (before[i].segment_id, before[i].chunk_start)
+               for i in kept_pump)
     assert any("halt_now" in d.text for d in live.values())
     with store.session() as s:
         assert all(s.get(DocumentRow, i).tombstone for i in old_pump)

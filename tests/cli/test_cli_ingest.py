@@ -15,7 +15,7 @@ from msa_agent.store import Store
 from msa_agent.store.schema import MIGRATIONS
 
 REPORT_KEYS = {"store", "collection", "root", "added", "updated", "removed", "unchanged", "failed", "documents",
-               "tokens", "seconds", "tokens_per_s", "failures", "warnings"}
+               "tokens", "seconds", "tokens_per_s", "failures", "warnings", "skipped", "reused_documents"}
 
 
 def _store_rows(store_dir):

@@ -51,23 +51,81 @@ def test_opening_again_is_a_no_op(tmp_path):
     assert _versions(tmp_path / "msa.db") == before
 
 
-def test_an_old_store_is_migrated_forward(tmp_path):
-    """A store saved by the first version (migration 1 only) gains the later ones on open."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'msa.db'}")
+def _columns(db) -> dict[str, list[str]]:
+    with sqlite3.connect(db) as c:
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+                                          "('manifest', 'sources', 'documents', 'segments', 'ingest_runs', 'jobs')")]
+        return {t: sorted(r[1] for r in c.execute(f"PRAGMA table_info({t})")) for t in tables}
+
+
+def _indexes(db) -> set[str]:
+    with sqlite3.connect(db) as c:
+        return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def _save_old_store(db, upto: int) -> None:
+    """A store as msa with migrations 1..upto left it, with a row in every table."""
+    engine = create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"))
-        MIGRATIONS[0](conn)
-        conn.execute(text("INSERT INTO schema_migrations VALUES (1, '2025-01-01T00:00:00Z')"))
+        for v in range(1, upto + 1):
+            MIGRATIONS[v - 1](conn)
+            conn.execute(text("INSERT INTO schema_migrations VALUES (:v, '2025-01-01T00:00:00Z')"), {"v": v})
         conn.execute(text("INSERT INTO manifest VALUES ('fingerprint', 'abc')"))
+        conn.execute(text("INSERT INTO sources VALUES (1, 'default', '/src/a.txt', '/src', 'a.txt', 'text', 'h', 5, 7, 1, "
+                          "'2025-01-01T00:00:00Z')"))
+        conn.execute(text("INSERT INTO segments VALUES ('seg', 2, 1, 10, '{}', 'sealed', '2025-01-01T00:00:00Z')"))
+        conn.execute(text("INSERT INTO documents VALUES (1, 1, 'default', 'a.txt', 'text', 'line 1', '{}', '', 'alpha', "
+                          "'c', 3, 'seg', 0, 2, 0, '2025-01-01T00:00:00Z')"))
+        conn.execute(text("INSERT INTO ingest_runs VALUES (1, 'default', '/src', '2025-01-01T00:00:00Z', "
+                          "'2025-01-01T00:00:01Z', 1, 0, 0, 0, 0, 3, 0.5, 'ok')"))
+        conn.execute(text("INSERT INTO jobs VALUES (1, 'default', '/src', 3600, NULL, NULL)"))
     engine.dispose()
-    assert "doc_fts" not in _tables(tmp_path / "msa.db")
+
+
+@pytest.mark.parametrize("upto", [1, 2])
+def test_an_old_store_is_migrated_forward(tmp_path, upto):
+    """A store saved by an older msa (migrations 1..upto) gains the later ones on open, keeps its
+    rows, and ends with the very tables a new store has."""
+    _save_old_store(tmp_path / "msa.db", upto)
+    assert ("doc_fts" in _tables(tmp_path / "msa.db")) == (upto >= 2)
     st = Store.open(tmp_path)
     assert st.manifest == {"fingerprint": "abc"}  # data kept
     assert st.lexical_search(None, "anything", 5) == []  # the lexical index exists now
+    [doc] = st.live_documents(None)
+    assert (doc.text, doc.doc_key) == ("alpha", None)  # stored before keys: never matched, re-encoded when changed
+    src = st.sources("default")["/src/a.txt"]
+    assert (src.parser_version, src.last_error, src.size, src.mtime_ns) == ("", None, 5, 7)
+    status = st.status()
+    [job] = status["jobs"]
+    assert (job["every_seconds"], job["consecutive_failures"], job["failing"], job["next_due_at"]) == (3600, 0, False, None)
+    [source] = status["sources"]
+    assert source["last_run"]["status"] == "ok" and source["failures"] == [] and source["last_run"]["skipped"] == {}
+    assert source["last_success_at"] == "2025-01-01T00:00:01Z"
+    # New writes use the new columns.
+    st.record_source_failure("default", "/src/a.txt", "boom")
+    assert st.sources("default")["/src/a.txt"].last_error == "boom"
     st.close()
     versions = _versions(tmp_path / "msa.db")
     assert [v for v, _ in versions] == list(range(1, N + 1))
     assert versions[0][1] == "2025-01-01T00:00:00Z"
+
+    Store.open(tmp_path / "fresh", create=True).close()
+    assert _columns(tmp_path / "msa.db") == _columns(tmp_path / "fresh" / "msa.db")
+    assert _indexes(tmp_path / "msa.db") == _indexes(tmp_path / "fresh" / "msa.db")
+
+
+def test_the_migrations_build_what_the_orm_describes(tmp_path):
+    """Migrations are frozen SQL; the ORM classes must describe the tables they build."""
+    from msa_agent.store.schema import Base
+
+    Store.open(tmp_path / "migrated", create=True).close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'orm.db'}")
+    with engine.begin() as conn:
+        Base.metadata.create_all(conn)
+    engine.dispose()
+    assert _columns(tmp_path / "migrated" / "msa.db") == _columns(tmp_path / "orm.db")
+    assert _indexes(tmp_path / "orm.db") <= _indexes(tmp_path / "migrated" / "msa.db")
 
 
 def test_a_store_from_a_newer_msa_is_refused(tmp_path):
