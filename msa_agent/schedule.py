@@ -265,7 +265,8 @@ def run_forever(store: Store, ingest: IngestFn, *, stop: threading.Event,
                 on_outcome: Callable[[JobOutcome], None] = lambda o: None,
                 on_start: Callable[[JobRow], None] = lambda job: None,
                 on_sleep: Callable[[float], None] = lambda seconds: None,
-                now: Callable[[], datetime] = now_utc, tz: tzinfo | None = None) -> None:
+                now: Callable[[], datetime] = now_utc, tz: tzinfo | None = None,
+                sleep: Callable[[float], object] | None = None) -> None:
     """Run due jobs, sleep until the next one is due (at most MAX_SLEEP, to see new jobs), until
     `stop` is set. The caller holds the scheduler lock."""
     while not stop.is_set():
@@ -277,7 +278,7 @@ def run_forever(store: Store, ingest: IngestFn, *, stop: threading.Event,
         wake = min((effective_due(j, t, tz) for j in jobs), default=t + timedelta(seconds=MAX_SLEEP))
         seconds = min(MAX_SLEEP, max(1.0, (wake - t).total_seconds()))
         on_sleep(seconds)
-        stop.wait(seconds)
+        (sleep or stop.wait)(seconds)
 
 
 # ---- installing: systemd timer or cron ----------------------------------------------------------

@@ -23,7 +23,7 @@ from msa_agent.errors import StoreLocked
 from msa_agent.ingest import parse_file
 from msa_agent.pipeline import PARSER_VERSION, Progress, doc_key, ingest_dir, parse_signature
 from msa_agent.store import Store
-from msa_agent.store.schema import DocumentRow, IngestRunRow
+from msa_agent.store.schema import IngestRunRow
 
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 

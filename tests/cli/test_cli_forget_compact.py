@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from msa_agent.ask import route
+from msa_agent.engine import Engine
 from msa_agent.store import Store
 
 MODES = ("msa", "lexical", "hybrid")
@@ -21,17 +25,29 @@ def _live(store_dir):
         st.close()
 
 
-def _routes(msa_json, store_dir, **kw):
-    args = [a for k, v in kw.items() for a in (f"--{k}", v)]
-    return {(m, q): msa_json("route", q, "--store", store_dir, "--mode", m, "--top-k", "16", *args)["docs"]
-            for m in MODES for q in QUESTIONS}
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tmp_path_factory):
+    """The model `msa` loads for each command, loaded once here for the many routings compared."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MSA_HOME", str(tmp_path_factory.mktemp("engine-home")))
+        return Engine.load(str(tiny_model_dir), dtype="float32")
+
+
+def _routes(engine, store_dir, collection=None, questions=QUESTIONS):
+    """What `msa route --top-k 16` answers, in every mode, for every question."""
+    st = Store.open(store_dir)
+    try:
+        return {(m, q): route(st, engine, q, mode=m, top_k=16, collection=collection)["docs"]
+                for m in MODES for q in questions}
+    finally:
+        st.close()
 
 
 def _disk(store_dir):
     return sum(f.stat().st_size for f in (store_dir / "segments").rglob("*") if f.is_file())
 
 
-def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir):
+def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir, engine):
     msa("ingest", corpus, "--store", store_dir)
     # A changed file leaves tombstones inside the first segment.
     pump = corpus / "code" / "pump.py"
@@ -43,9 +59,12 @@ def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir):
     res = msa("forget", corpus / "contracts" / "supply.txt", "--store", store_dir)
     assert res.stdout.startswith(f"forgot 1 files, {len(supply)} documents")
     assert not supply & _live(store_dir).keys()
-    for docs in _routes(msa_json, store_dir).values():
+    before = _routes(engine, store_dir)
+    for docs in before.values():
         assert not supply & {d["doc_id"] for d in docs}
-    res = msa_json("ask", QUESTIONS[1], "--store", store_dir, "--mode", "hybrid", "--max-tokens", "2", "--rounds", "2")
+    cli = msa_json("route", QUESTIONS[1], "--store", store_dir, "--mode", "hybrid", "--top-k", "16")
+    assert cli["docs"] == before[("hybrid", QUESTIONS[1])]
+    res = msa_json("ask", QUESTIONS[1], "--store", store_dir, "--mode", "hybrid", "--max-tokens", "1", "--rounds", "2")
     assert not supply & ({c["doc_id"] for c in res["citations"]} | {d["doc_id"] for r in res["rounds"] for d in r["routed"]})
     status = msa_json("status", "--store", store_dir)
     assert status["sources"][0]["files"] == 3
@@ -53,8 +72,7 @@ def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir):
     fails(msa("forget", corpus / "nowhere", "--store", store_dir, code=1), "nothing stored from")
 
     # Compact: space back, verify clean, routing over the live documents unchanged.
-    before = _routes(msa_json, store_dir)
-    before_ask = msa_json("ask", QUESTIONS[0], "--store", store_dir, "--mode", "msa", "--max-tokens", "4", "--rounds", "2")
+    before_ask = msa_json("ask", QUESTIONS[0], "--store", store_dir, "--mode", "msa", "--max-tokens", "2", "--rounds", "1")
     disk = _disk(store_dir)
     assert status["tombstoned"] > 0
     res = msa_json("compact", "--store", store_dir)
@@ -63,8 +81,8 @@ def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir):
     assert msa_json("verify", "--store", store_dir) == {"ok": True, "problems": []}
     status = msa_json("status", "--store", store_dir)
     assert status["tombstoned"] == 0 and status["segments"] == len(list((store_dir / "segments").iterdir()))
-    assert _routes(msa_json, store_dir) == before
-    after_ask = msa_json("ask", QUESTIONS[0], "--store", store_dir, "--mode", "msa", "--max-tokens", "4", "--rounds", "2")
+    assert _routes(engine, store_dir) == before
+    after_ask = msa_json("ask", QUESTIONS[0], "--store", store_dir, "--mode", "msa", "--max-tokens", "2", "--rounds", "1")
     assert (after_ask["answer"], after_ask["citations"]) == (before_ask["answer"], before_ask["citations"])
 
     # A directory prefix; the rest re-ingests as unchanged; a forgotten file comes back with ingest.
@@ -73,28 +91,26 @@ def test_forget_then_compact(msa, msa_json, fails, corpus, store_dir):
     assert "code/pump.py" not in {d.path for d in _live(store_dir).values()}
     rep = msa_json("ingest", corpus, "--store", store_dir)
     assert (rep["added"], rep["unchanged"]) == (2, 2)
-    assert msa("compact", "--store", store_dir).stdout.startswith("removed 0 documents")
+    assert msa("compact", "--store", store_dir).stdout.startswith("removed 3 documents")  # pump.py's
     msa("verify", "--store", store_dir)
 
 
-def test_collections_are_kept_apart(msa, msa_json, corpus, tmp_path, store_dir):
+def test_forget_in_one_collection(msa, msa_json, corpus, tmp_path, store_dir, engine):
+    """Routing and citations stay inside a collection (test_cli_route); forgetting does too."""
     other = tmp_path / "other"
     other.mkdir()
     (other / "memo.md").write_text("# Memo\n\nThe pump-3 contract is renegotiated by Gray Harbor in May.\n")
     msa("ingest", corpus, "--store", store_dir, "--collection", "plant")
     msa("ingest", other, "--store", store_dir, "--collection", "memos")
+    msa("ingest", other, "--store", store_dir, "--collection", "plant")
     live = _live(store_dir)
-    by_coll = {c: {i for i, d in live.items() if d.collection == c} for c in ("plant", "memos")}
-    for coll, ids in by_coll.items():
-        for docs in _routes(msa_json, store_dir, collection=coll).values():
+    for coll in ("plant", "memos"):
+        ids = {i for i, d in live.items() if d.collection == coll}
+        for docs in _routes(engine, store_dir, collection=coll, questions=QUESTIONS[1:2]).values():
             assert {d["doc_id"] for d in docs} <= ids
-        res = msa_json("ask", "Who renegotiates the pump-3 contract?", "--store", store_dir, "--collection", coll,
-                       "--max-tokens", "2", "--rounds", "2")
-        assert {c["doc_id"] for c in res["citations"]} <= ids
-    # forget in one collection leaves the other alone.
-    msa("forget", corpus, "--store", store_dir, "--collection", "memos", code=1)
+    msa("forget", corpus, "--store", store_dir, "--collection", "memos", code=1)  # nothing of it there
     assert msa("forget", other, "--store", store_dir, "--collection", "memos").stdout.startswith("forgot 1 files")
-    assert {d.collection for d in _live(store_dir).values()} == {"plant"}
+    assert {(d.collection, d.path) for d in _live(store_dir).values() if d.path == "memo.md"} == {("plant", "memo.md")}
     msa("compact", "--store", store_dir)
     assert msa_json("status", "--store", store_dir)["collections"] == ["plant"]
 

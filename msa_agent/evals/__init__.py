@@ -1,0 +1,1 @@
+"""Evaluation benches: NIAH, scaling, QA against RAG baselines."""
