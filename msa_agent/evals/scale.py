@@ -18,7 +18,7 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import (check_mode, Engines, Hooks, Results, Series, Table, contains_answer, exact_match, machine, mean,
+from .common import (Engines, Hooks, Results, Series, Table, check_mode, contains_answer, exact_match, machine, mean,
                      size_label, write_if_changed, write_outputs)
 from .haystack import PROSE_PACKAGES, Haystack, doc_text
 from .qa_corpus import distractor_files, make_corpus

@@ -135,6 +135,7 @@ def test_install_prints_or_writes_a_systemd_timer_or_a_cron_line(msa, tmp_path, 
     msa("schedule", "install", "--store", store_dir, "--check-every", "7m", code=1)
 
 
+@pytest.mark.slow
 def test_the_foreground_loop_stops_on_sigterm(corpus, tmp_path, tiny_model_dir):
     """`msa schedule run` as a container runs it: due jobs at once, then waits; SIGTERM ends it."""
     import os
