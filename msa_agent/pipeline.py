@@ -38,7 +38,7 @@ from msa_agent.ingest.sources import PLAIN_EXTS, PROSE_EXTS
 from msa_agent.ingest.walker import BINARY_EXTS, BULK_FACTOR, MAX_BYTES
 
 from .engine import Engine, check_input_dir, stack_layers
-from .store import NewDocument, ReusedDocument, SourceUpdate, Store, write_segment
+from .store import NewDocument, ReusedDocument, SourceUpdate, Store, fault_point, write_segment
 from .store.schema import SourceRow
 
 BATCH_TOKENS = 16384  # tokens per committed segment: bounds the work a crash can lose
@@ -296,6 +296,7 @@ class _Run:
         self.store.touch_sources(self.collection, self.touch)
         for path in self.known:
             if path not in self.seen:
+                fault_point("tombstone")
                 self.store.remove_source(self.collection, path)
                 report.removed += 1
         report.tokens_per_s = round(report.tokens / enc_seconds, 1) if report.tokens and enc_seconds > 0 else 0.0
@@ -325,6 +326,7 @@ class _Run:
                 self.touch.append((key, st.st_size, mtime_ns))
             return None
         notes: list[str] = []
+        fault_point("parse")
         try:
             docs = parse_file(path, self.root, max_chars=self.max_chars, warnings=notes, kind=self.kind)
         except SourceError as e:
@@ -381,6 +383,7 @@ class _Run:
         vs: list[np.ndarray | None] = [None] * len(flat)
         rks: list[np.ndarray | None] = [None] * len(flat)
         for idx, enc in engine.encode_batches(flat) if flat else ():
+            fault_point("encode")
             k, v = stack_layers(enc.k, layers), stack_layers(enc.v, layers)
             rk = stack_layers(enc.rk, layers) if enc.rk else None
             off = 0
@@ -399,6 +402,7 @@ class _Run:
             seg_rk = np.concatenate(rks, axis=1) if rks[0] is not None else None
             chunks = np.repeat(np.arange(len(flat), dtype=np.int32), n_chunks)  # (N,)
             seg = write_segment(store.segments_dir, store.new_segment_id(), seg_k, seg_v, seg_rk, chunks)
+            fault_point("segment_written")
         start = 0
         di = 0
         for p in batch:
@@ -413,7 +417,9 @@ class _Run:
                 di += 1
                 report.tokens += len(toks)
             report.documents += len(p.docs)
+        fault_point("before_commit")
         store.commit(self.collection, seg, [p.update for p in batch])
+        fault_point("after_commit")
         progress.on_advance(len(batch), 0)
 
 

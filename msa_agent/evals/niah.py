@@ -188,7 +188,6 @@ class _Corpus:
     def __init__(self, root: Path, hay: Haystack) -> None:
         self.root, self.hay = root, hay
         root.mkdir(parents=True, exist_ok=True)
-        self.n = 0
 
     def write(self, docs: list[list[Unit]], changed: dict[int, str]) -> None:
         for j, d in enumerate(docs):
@@ -196,7 +195,6 @@ class _Corpus:
         for p in self.root.glob("h*.txt"):
             if int(p.stem[1:]) >= len(docs):
                 p.unlink()
-        self.n = len(docs)
 
     @property
     def max_chars(self) -> int:
@@ -299,6 +297,7 @@ def _record(sample: Sample, res, store, collection: str, docs: list[list[Unit]],
 def summarize(records: list[dict], cfg: NiahConfig) -> dict:
     """Accuracy (%) per task and length, per depth and length, per length; retrieval and latency."""
     by_tl: dict[str, dict[str, float]] = {}
+    inj_tl: dict[str, dict[str, float]] = {}
     by_dl: dict[str, dict[str, float]] = {}
     by_l: dict[str, float] = {}
     injected: dict[str, float] = {}
@@ -310,6 +309,7 @@ def summarize(records: list[dict], cfg: NiahConfig) -> dict:
             v = mean(r["score"] for r in at if r["task"] == t)
             if v is not None:
                 by_tl.setdefault(t, {})[str(L)] = 100 * v
+                inj_tl.setdefault(t, {})[str(L)] = 100 * mean(r["needle_docs_injected"] for r in at if r["task"] == t)
         for d in cfg.depths:
             v = mean(r["score"] for r in at if r["depth"] == d)
             if v is not None:
@@ -322,7 +322,7 @@ def summarize(records: list[dict], cfg: NiahConfig) -> dict:
             latency[str(L)] = mean(r["timing"].get("total_ms", 0.0) for r in at) / 1000
             mem[str(L)] = max(r["memory_tokens"] for r in at)
     done = len([r for r in records if r["task"] in cfg.tasks and r["length"] in cfg.lengths and r["sample"] < cfg.samples])
-    return {"by_task_length": by_tl, "by_depth_length": by_dl, "by_length": by_l, "needle_docs_injected": injected,
+    return {"by_task_length": by_tl, "injected_by_task_length": inj_tl, "by_depth_length": by_dl, "by_length": by_l, "needle_docs_injected": injected,
             "latency_s": latency, "memory_tokens": mem, "items": done,
             "items_planned": len(cfg.lengths) * len(cfg.tasks) * cfg.samples}
 
@@ -335,12 +335,14 @@ def niah_tables(summary: dict, cfg: NiahConfig) -> list[Table]:
                + [["**average**", *[summary["by_length"].get(L) for L in Ls]]])
     t2 = Table("Accuracy (%) by needle depth and memory length", ["depth", *head],
                [[f"{float(d):.2f}", *[summary["by_depth_length"].get(str(d), {}).get(L) for L in Ls]] for d in cfg.depths])
+    t4 = Table("Queried needles' documents injected by ask (%): retrieval, apart from the reader", ["task", *head],
+               [[t, *[summary["injected_by_task_length"].get(t, {}).get(L) for L in Ls]] for t in cfg.tasks])
     t3 = Table("Memory, retrieval and latency by length", ["", *head], [
         ["memory tokens (encoded)", *[summary["memory_tokens"].get(L) for L in Ls]],
         ["queried needles' documents injected (%)", *[summary["needle_docs_injected"].get(L) for L in Ls]],
         ["ask latency (s, mean)", *[_round(summary["latency_s"].get(L), 2) for L in Ls]],
     ])
-    return [t1, t2, t3]
+    return [t1, t2, t4, t3]
 
 
 def _round(v: float | None, nd: int) -> float | None:

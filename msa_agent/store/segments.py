@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,26 @@ import numpy as np
 from msa_agent.errors import StoreCorrupt
 
 FILES = ("k.npy", "v.npy", "rk.npy", "chunks.npy")
+
+_FAULT_SEEN: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook for crash-safety trials; a no-op unless MSA_FAULT is set.
+
+    MSA_FAULT=NAME:N makes the process SIGKILL itself the N-th time (1-based) it reaches the point
+    NAME in this process: parse, encode, segment_file, segment_written, before_commit,
+    after_commit, compact_segment, compact_commit, compact_cleanup (see tests/reliability).
+    """
+    spec = os.environ.get("MSA_FAULT")
+    if not spec:
+        return
+    want, _, n = spec.partition(":")
+    if want != name:
+        return
+    _FAULT_SEEN[name] = _FAULT_SEEN.get(name, 0) + 1
+    if _FAULT_SEEN[name] >= int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -74,13 +95,12 @@ def write_segment(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    sums = {
-        "k.npy": _write_npy(tmp / "k.npy", np.ascontiguousarray(k, dtype=np.float16)),
-        "v.npy": _write_npy(tmp / "v.npy", np.ascontiguousarray(v, dtype=np.float16)),
-        "chunks.npy": _write_npy(tmp / "chunks.npy", np.ascontiguousarray(chunks, dtype=np.int32)),
-    }
-    if rk is not None:
-        sums["rk.npy"] = _write_npy(tmp / "rk.npy", np.ascontiguousarray(rk, dtype=np.float16))
+    sums = {}
+    for name, arr, dtype in (("k.npy", k, np.float16), ("v.npy", v, np.float16), ("chunks.npy", chunks, np.int32),
+                             ("rk.npy", rk, np.float16)):
+        if arr is not None:
+            sums[name] = _write_npy(tmp / name, np.ascontiguousarray(arr, dtype=dtype))
+            fault_point("segment_file")
     meta = {"id": seg_id, "n_chunks": int(chunks.shape[0]), "checksums": sums}
     (tmp / "meta.json").write_text(json.dumps(meta))
     with open(tmp / "meta.json", "rb+") as f:

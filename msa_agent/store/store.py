@@ -9,6 +9,7 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, Sto
 from .schema import (
     FORMAT_VERSION, DocumentRow, IngestRunRow, JobRow, ManifestRow, SegmentRow, SourceRow, migrate, utcnow,
 )
-from .segments import Segment, SegmentFiles, verify_segment, write_segment
+from .segments import Segment, SegmentFiles, fault_point, verify_segment, write_segment
 
 COMPACT_CHUNKS = 1 << 16  # chunks per segment that compaction writes
 
@@ -107,6 +108,7 @@ class Store:
         self.engine = engine
         self.segments_dir = path / "segments"
         self._segments: dict[str, Segment] = {}
+        self._seg_problems: dict[str, list[str]] = {}  # checksums verified once per segment per Store
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class Store:
 
     def close(self) -> None:
         self._segments.clear()
+        self._seg_problems.clear()
         self.engine.dispose()
 
     def session(self) -> Session:
@@ -212,6 +215,7 @@ class Store:
             s.execute(delete(ManifestRow))
             s.execute(update(SourceRow).values(content_hash="", n_docs=0))
         self._segments.clear()
+        self._seg_problems.clear()
         shutil.rmtree(self.segments_dir, ignore_errors=True)
         self.segments_dir.mkdir()
 
@@ -399,11 +403,35 @@ class Store:
         if collection is not None:
             q = q.where(DocumentRow.collection == collection)
         with self.session() as s:
-            return list(s.scalars(q.order_by(DocumentRow.id)))
+            docs = list(s.scalars(q.order_by(DocumentRow.id)))
+        bad = sorted(sid for sid in {d.segment_id for d in docs} if self.segment_problems(sid))
+        if bad:
+            n = sum(d.segment_id in bad for d in docs)
+            warnings.warn(f"{self.path}: left out {n} documents of {len(bad)} damaged segments "
+                          f"({', '.join(bad)}): {'; '.join(self.segment_problems(bad[0]))}; run msa verify, then msa repair",
+                          RuntimeWarning, stacklevel=2)
+            docs = [d for d in docs if d.segment_id not in bad]
+        return docs
+
+    def segment_problems(self, seg_id: str) -> list[str]:
+        """What is wrong with a segment's files (empty when whole): its checksums are verified the
+        first time this Store meets it, and the answer kept (sealed segments never change)."""
+        problems = self._seg_problems.get(seg_id)
+        if problems is None:
+            with self.session() as s:
+                row = s.get(SegmentRow, seg_id)
+            problems = ([f"segment {seg_id}: no row"] if row is None
+                        else verify_segment(self.segments_dir / seg_id, json.loads(row.checksums)))
+            self._seg_problems[seg_id] = problems
+        return problems
 
     def segment(self, seg_id: str) -> Segment:
+        """A segment, opened once; StoreCorrupt when its files fail their checksums."""
         seg = self._segments.get(seg_id)
         if seg is None:
+            problems = self.segment_problems(seg_id)
+            if problems:
+                raise StoreCorrupt("; ".join(problems) + " (see msa verify)")
             seg = self._segments[seg_id] = Segment(self.segments_dir / seg_id)
         return seg
 
@@ -560,11 +588,14 @@ class Store:
             for d in docs:
                 if group and sum(g.n_chunks for g in group) + d.n_chunks > max_chunks:
                     written.append(self._copy_segment(group, moves))
+                    fault_point("compact_segment")
                     group = []
                 group.append(d)
             if group:
                 written.append(self._copy_segment(group, moves))
+                fault_point("compact_segment")
         now = utcnow()
+        fault_point("compact_commit")
         with self.session() as s, s.begin():
             for files, n_docs in written:
                 s.add(SegmentRow(id=files.id, n_chunks=files.n_chunks, n_docs=n_docs, bytes=files.n_bytes,
@@ -580,9 +611,11 @@ class Store:
                 s.execute(delete(SegmentRow).where(SegmentRow.id.in_(dead_segs)))
             keep = set(s.scalars(select(SegmentRow.id)))
         self._segments.clear()
+        self._seg_problems.clear()
         removed_dirs = 0
         for p in self.segments_dir.iterdir():
             if p.name not in keep:
+                fault_point("compact_cleanup")
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
                 if p.name not in dead_segs:
                     removed_dirs += 1  # an orphan, not a segment this compaction retired
