@@ -250,7 +250,12 @@ class Trials:
                     staged += [(kind, f"{s}:{k}", None) for k in occ]
         n_random = max(n // 5, n - len(staged))
         rng.shuffle(staged)
-        staged = staged[: n - n_random]
+        firsts = {}  # every (kind, stage) at least once, then the other occurrences
+        for s in staged:
+            firsts.setdefault((s[0], s[1].split(":")[0]), s)
+        rest = [s for s in staged if s not in firsts.values()]
+        staged = (list(firsts.values()) + rest)[: max(n - n_random, len(firsts))]
+        n_random = max(0, n - len(staged))
         randoms = [(rng.choice(("ingest", "update", "compact")), None, None) for _ in range(n_random)]
         return staged + randoms
 

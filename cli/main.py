@@ -100,6 +100,14 @@ def ingest(
                                 kind=kind, wait=wait)
     except MSAError as e:
         _fail(e)
+    except OSError as e:  # disk full, I/O error: nothing half-written is committed
+        _fail(MSAError(f"cannot write the store: {e.strerror or e}; it keeps its last committed state"))
+    except Exception as e:
+        from sqlalchemy.exc import OperationalError
+
+        if not isinstance(e, OperationalError):
+            raise
+        _fail(MSAError(f"cannot write the store: {' '.join(str(e.orig).split())}; it keeps its last committed state"))
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -289,8 +297,10 @@ def forget(
 
 # `msa model ...` (cli/model_cmd.py)
 from .model_cmd import model_app  # noqa: E402
+from .bench_cmd import bench_app  # noqa: E402
 
 app.add_typer(model_app, name="model")
+app.add_typer(bench_app, name="bench")
 
 
 # ---- msa schedule ----------------------------------------------------------------------------

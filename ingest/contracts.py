@@ -313,6 +313,9 @@ def _looks_textual(head: bytes) -> bool:
     return bool(text.strip()) and not any(ord(c) < 32 and c not in "\t\n\r\f" for c in text)
 
 
+DOCX_MAX_UNPACKED = 100_000_000  # bytes a DOCX's zip members may declare, in all
+
+
 def _check_docx_package(data: bytes, rel: str) -> None:
     """SourceError with what the file is when it is not a Word document's zip package."""
     import zipfile
@@ -322,6 +325,7 @@ def _check_docx_package(data: bytes, rel: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = z.namelist()
+            unpacked = sum(i.file_size for i in z.infolist())
     except zipfile.BadZipFile:
         what = next((w for magic, w in _MAGIC if data.startswith(magic)), None)
         if what is None and data.lstrip()[:1] == b"<":
@@ -331,6 +335,9 @@ def _check_docx_package(data: bytes, rel: str) -> None:
         raise SourceError(rel, f"malformed DOCX: not a zip archive{f' ({what})' if what else ''}") from None
     except Exception as e:  # a damaged central directory, a zip64 oddity...
         raise SourceError(rel, f"malformed DOCX: unreadable zip archive: {e}") from None
+    if unpacked > DOCX_MAX_UNPACKED:  # a zip bomb: refused before anything is decompressed
+        raise SourceError(rel, f"DOCX too large once unpacked ({unpacked / 1e6:.0f} MB declared; the limit is "
+                               f"{DOCX_MAX_UNPACKED / 1e6:g} MB); not read")
     if "word/document.xml" in names or "[Content_Types].xml" in names and any(n.startswith("word/") for n in names):
         return
     what = next((w for member, w in _OTHER_PACKAGES if member in names), None)

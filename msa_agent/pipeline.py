@@ -181,10 +181,14 @@ def ingest_dir(
             raise
         finally:
             report.seconds = round(time.perf_counter() - t0, 3)
-            store.finish_run(run_id, added=report.added, updated=report.updated, removed=report.removed,
-                             unchanged=report.unchanged, failed=report.failed, tokens=report.tokens,
-                             seconds=report.seconds, status=status, error=error, reused=report.reused_documents,
-                             failures=report.failures, skipped=report.skipped)
+            try:
+                store.finish_run(run_id, added=report.added, updated=report.updated, removed=report.removed,
+                                 unchanged=report.unchanged, failed=report.failed, tokens=report.tokens,
+                                 seconds=report.seconds, status=status, error=error, reused=report.reused_documents,
+                                 failures=report.failures, skipped=report.skipped)
+            except Exception:
+                if error is None:
+                    raise  # else the run's own error (a full disk fails this too) is the one to report
     return report
 
 

@@ -408,7 +408,7 @@ class Store:
         if bad:
             n = sum(d.segment_id in bad for d in docs)
             warnings.warn(f"{self.path}: left out {n} documents of {len(bad)} damaged segments "
-                          f"({', '.join(bad)}): {'; '.join(self.segment_problems(bad[0]))}; run msa verify, then msa repair",
+                          f"({', '.join(bad)}): {'; '.join(self.segment_problems(bad[0]))}; see msa verify",
                           RuntimeWarning, stacklevel=2)
             docs = [d for d in docs if d.segment_id not in bad]
         return docs

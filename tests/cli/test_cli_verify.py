@@ -103,7 +103,11 @@ def test_status(msa, msa_json, ingested, store_dir, pristine, tiny_model_dir):
     assert st["chunks"] == sum(d.n_chunks for d in live) == sum(store.segment(p.name).chunks.shape[0]
                                                                  for p in _segments(store_dir))
     store.close()
-    assert st["bytes_on_disk"] == sum(f.stat().st_size for f in store_dir.rglob("*") if f.is_file())
+    # SQLite's WAL is checkpointed when connections close, so msa.db* sizes move between the
+    # status call and this look; everything else must be counted exactly.
+    files = [f for f in store_dir.rglob("*") if f.is_file()]
+    fixed = sum(f.stat().st_size for f in files if not f.name.startswith("msa.db"))
+    assert fixed < st["bytes_on_disk"] <= fixed + sum(f.stat().st_size for f in files if f.name.startswith("msa.db")) + (1 << 20)
     assert (st["segments"], st["tombstoned"], st["collections"]) == (1, 0, ["default"])
     assert st["model"] == tiny_model_dir.name and len(st["fingerprint"]) == 24
     [src] = st["sources"]
