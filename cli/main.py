@@ -271,6 +271,31 @@ def compact(store: StoreOpt = None, wait: WaitOpt = 0.0, as_json: JsonOpt = Fals
 
 
 @app.command()
+def repair(store: StoreOpt = None, model: ModelOpt = None, wait: WaitOpt = 0.0, as_json: JsonOpt = False) -> None:
+    """Re-encode documents of damaged segments from their sources; remove those whose sources are gone."""
+    from msa_agent.pipeline import repair_store
+
+    try:
+        st = _open_store(store)
+        res = repair_store(st, _engine(model), wait=wait)
+    except MSAError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(res, indent=2))
+    else:
+        if not res["damaged_segments"]:
+            out.print("no damaged segments")
+        for p in res["problems"]:
+            err.print(f"damaged: {p}", highlight=False, soft_wrap=True)
+        for r in res["reencoded"]:
+            out.print(f"re-encoded from source: {r}", highlight=False, soft_wrap=True)
+        for r in res["removed"]:
+            err.print(f"[bold red]removed[/] (source gone): {r}", highlight=False, soft_wrap=True)
+    if res["removed"]:
+        raise typer.Exit(2)
+
+
+@app.command()
 def forget(
     path: Annotated[Path, typer.Argument(help="A file, or a directory: every file stored from under it.")],
     store: StoreOpt = None,

@@ -440,3 +440,48 @@ def _symlink_reason(p: Path, root: Path) -> str:
     if real != root and root not in real.parents:
         return f"symlink to {real}, outside the ingested directory, not followed"
     return "symlink back to a directory above it (a loop), not followed"
+
+
+def repair_store(store: Store, engine: Engine, *, progress: Progress | None = None, wait: float = 0.0) -> dict:
+    """`msa repair`: documents stored in damaged segments (files that fail their checksums) are
+    re-encoded from their sources when those are still there, and otherwise removed, loudly.
+
+    Two steps, each safe to interrupt: under the write lock, the damaged documents are tombstoned,
+    their sources marked for re-reading and the store compacted (which drops the damaged
+    segments, now unused); then each affected directory is ingested again.
+    """
+    from sqlalchemy import select, update
+
+    from .store.schema import DocumentRow, SegmentRow, SourceRow
+
+    with store.session() as s:
+        seg_ids = list(s.scalars(select(SegmentRow.id)))
+    damaged = sorted(sid for sid in seg_ids if store.segment_problems(sid))
+    out: dict = {"damaged_segments": damaged, "problems": [p for sid in damaged for p in store.segment_problems(sid)],
+                 "documents": 0, "reencoded": [], "removed": []}
+    if not damaged:
+        return out
+    store.check_model(engine.fingerprint, engine.name)
+    with store.write_lock(wait):
+        with store.session() as s, s.begin():
+            docs = list(s.scalars(select(DocumentRow).where(DocumentRow.segment_id.in_(damaged),
+                                                            DocumentRow.tombstone.is_(False))))
+            src_ids = {d.source_id for d in docs if d.source_id is not None}
+            store._tombstone(s, select(DocumentRow.id).where(DocumentRow.id.in_([d.id for d in docs])))
+            # Cleared hash and mtime: the next ingest re-reads, re-parses and re-encodes them.
+            s.execute(update(SourceRow).where(SourceRow.id.in_(src_ids)).values(content_hash="", mtime_ns=-1))
+            sources = [(r.collection, r.root, r.path, r.rel_path) for r in
+                       s.scalars(select(SourceRow).where(SourceRow.id.in_(src_ids)))]
+        out["documents"] = len(docs)
+        out["orphans"] = sorted({d.path for d in docs if d.source_id is None})
+        store.compact()
+    for coll, root, path, rel in sorted(sources):
+        if not Path(path).is_file():
+            store.remove_source(coll, path)
+            out["removed"].append(rel)
+    for coll, root in sorted({(c, r) for c, r, p, _ in sources if Path(p).is_file()}):
+        if Path(root).is_dir():
+            ingest_dir(Path(root), store, engine, collection=coll, progress=progress, wait=wait)
+            out["reencoded"] += sorted(rel for c, r, p, rel in sources if c == coll and r == root and Path(p).is_file())
+    out["removed"] += out.pop("orphans")
+    return out
