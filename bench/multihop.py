@@ -16,18 +16,21 @@ Per setting and hop count it reports:
 - evidence recall: the fraction of gold evidence files found in the injected documents over all
   rounds. A file counts as found when an injected document of it contains the file's key fact (the
   bridging entity for a first-hop file, the answer for the last one; questions.jsonl's `bridge`
-  and `answer`); without a `bridge` field any injected document of the file counts. A Python
-  file is several documents (one per definition), so this is stricter than "a document of the file".
+  and `answer`) in the text injected: when the evidence budget is nearly spent, `ask` injects an
+  excerpt of a document (the lines that match the question best), which may leave the fact out.
+  Without a `bridge` field any injected document of a first-hop file counts. A Python file is
+  several documents (one per definition), so this is stricter than "a document of the file".
 - both hops: two-hop questions with both files found; hop 1 / hop 2: each file separately.
 - accuracy: the answer string occurs in the generated answer, case-insensitively and not inside a
   longer word or number ("59" does not match "159").
 - accuracy, both found: accuracy over the two-hop questions whose both files were found (the
   reader's share of the errors).
 - rounds run / injecting: routing rounds run (the loop stops after a round that injects nothing)
-  and those that injected something; docs: documents injected; prompt tokens: the final prompt;
-  latency: the whole `ask` call, mean seconds.
+  and those that injected something; docs: documents injected (of them excerpts); prompt tokens:
+  the final prompt; latency: the whole `ask` call, mean seconds.
 
 MSA_HOME is a temporary directory unless set (the default model is then converted into it once).
+The work directory (generated corpus, store, that MSA_HOME) is removed at the end unless `--keep`.
 Progress goes to stderr; the table to stdout; everything, per question and round, to `--out`.
 """
 
@@ -40,6 +43,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -71,14 +75,39 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def evidence_found(q: dict, injected: list[int], docs: dict[int, tuple[str, str]]) -> list[bool]:
-    """Per gold evidence file: whether an injected document of it holds its key fact."""
+class BlockRecorder:
+    """What `ask` actually injected for each document: wraps `msa_agent.ask._evidence_block`,
+    which builds every evidence block (a whole document, or an excerpt of one when the evidence
+    budget is nearly spent). A document chosen in a round is never built again, so the last block
+    built for it is the one injected. Without that function (the library changed) the documents'
+    whole texts stand in."""
+
+    def __init__(self) -> None:
+        import msa_agent.ask as ask_mod
+
+        self.blocks: dict[int, str] = {}
+        self.active = callable(getattr(ask_mod, "_evidence_block", None))
+        if self.active:
+            orig = ask_mod._evidence_block
+
+            def record(n, doc, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+                out = orig(n, doc, *args, **kwargs)
+                self.blocks[doc.id] = out
+                return out
+
+            ask_mod._evidence_block = record
+
+
+def evidence_found(q: dict, injected: list[int], docs: dict[int, tuple[str, str]], texts: dict[int, str]) -> list[bool]:
+    """Per gold evidence file: whether an injected document of it holds its key fact in the text
+    that was injected."""
     keys = [q.get("bridge"), q["answer"]] if q["hops"] == 2 else [q["answer"]]
     out = []
     for rel, key in zip(q["evidence"], keys):
         hit = False
         for d in injected:
             path, text = docs.get(d, ("", ""))
+            text = texts.get(d, text)
             if path == rel and (key is None or contains(text, key)):
                 hit = True
                 break
@@ -102,6 +131,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "mean_rounds": sum(r["rounds_run"] for r in rs) / n,
                 "mean_rounds_injecting": sum(r["rounds_injecting"] for r in rs) / n,
                 "mean_docs_injected": sum(r["docs_injected"] for r in rs) / n,
+                "mean_docs_excerpted": sum(r.get("docs_excerpted", 0) for r in rs) / n,
                 "mean_latency_s": sum(r["timing"].get("total_ms", 0.0) for r in rs) / n / 1000,
                 "mean_prompt_tokens": sum(r["timing"].get("prompt_tokens", 0) for r in rs) / n,
             }
@@ -143,7 +173,7 @@ def table(rows: list[dict]) -> str:
         return "" if x is None else f"{100 * x:.0f}%"
 
     head = ("| mode | rounds | hops | n | evidence recall | both hops | hop 1 | hop 2 | accuracy "
-            "| accuracy, both found | rounds run / injecting | docs injected | prompt tokens | latency s |")
+            "| accuracy, both found | rounds run / injecting | docs injected (excerpts) | prompt tokens | latency s |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         mode = r["mode"] if r["mode"] == r["resolved_mode"] else f"{r['mode']} ({r['resolved_mode']})"
@@ -151,7 +181,7 @@ def table(rows: list[dict]) -> str:
             f"| {mode} | {r['rounds']} | {r['hops']} | {r['n']} | {pct(r['evidence_recall'])} | {pct(r.get('both_hops'))} "
             f"| {pct(r.get('hop1_found'))} | {pct(r.get('hop2_found'))} | {pct(r['accuracy'])} "
             f"| {pct(r.get('accuracy_when_both_found'))} | {r['mean_rounds']:.2f} / {r['mean_rounds_injecting']:.2f} "
-            f"| {r['mean_docs_injected']:.2f} | {r['mean_prompt_tokens']:.0f} | {r['mean_latency_s']:.2f} |")
+            f"| {r['mean_docs_injected']:.2f} ({r['mean_docs_excerpted']:.2f}) | {r['mean_prompt_tokens']:.0f} | {r['mean_latency_s']:.2f} |")
     return "\n".join(lines)
 
 
@@ -170,6 +200,7 @@ def main() -> int:
     ap.add_argument("--per-round-docs", type=int, help="ask(per_round_docs=...)")
     ap.add_argument("--margin", type=float, help="ask(margin=...)")
     ap.add_argument("--out", type=Path, default=_HERE / "out" / "multihop.json")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (corpus, store, model cache)")
     a = ap.parse_args()
     if (a.corpus is None) != (a.questions is None):
         ap.error("--corpus and --questions go together")
@@ -224,6 +255,9 @@ def main() -> int:
     bounds = [int(r) for r in a.rounds.split(",") if r.strip()]
     settings = [(m, r) for m in modes for r in bounds]
 
+    recorder = BlockRecorder()
+    if not recorder.active:
+        log("msa_agent.ask._evidence_block is gone: evidence is judged on whole documents, not on excerpts")
     # One warm-up call (first-call kernel set-up), not counted.
     ask(store, gen, "What is this about?", rounds=1, mode=modes[0], max_new_tokens=4, **extra)
 
@@ -234,17 +268,21 @@ def main() -> int:
     done = 0
     for q in questions:
         for mode, rmax in settings:
+            recorder.blocks.clear()
             res = ask(store, gen, q["question"], rounds=rmax, mode=mode, max_new_tokens=a.max_tokens, **extra)
             injected = [d for r in res.rounds for d in r["injected"]]
-            found = evidence_found(q, injected, docs)
+            texts = {d: recorder.blocks[d] for d in injected if d in recorder.blocks}
+            excerpted = [d for d in injected if d in texts and docs[d][1].strip() not in texts[d]]
+            found = evidence_found(q, injected, docs, texts)
             rec = {
                 "qid": q["qid"], "question": q["question"], "gold": q["answer"], "evidence": q["evidence"],
                 "hops": q["hops"], "type": q.get("type"), "mode": mode, "resolved_mode": res.mode, "rounds_max": rmax,
                 "answer": res.answer, "correct": contains(res.answer, q["answer"]), "found": found,
                 "rounds_run": len(res.rounds), "rounds_injecting": sum(1 for r in res.rounds if r["injected"]),
-                "docs_injected": len(injected),
+                "docs_injected": len(injected), "docs_excerpted": len(excerpted),
                 "rounds": [{"round": r["round"], "ms": r.get("ms"),
-                            "injected": [docs.get(d, ("?", ""))[0] for d in r["injected"]],
+                            "injected": [docs.get(d, ("?", ""))[0] + (" (excerpt)" if d in excerpted else "")
+                                         for d in r["injected"]],
                             "routed": [(h["path"], h.get("anchor"), h["score"]) for h in r["routed"][:8]]}
                            for r in res.rounds],
                 "timing": res.timing,
@@ -289,6 +327,10 @@ def main() -> int:
                                 indent=1, default=str), encoding="utf-8")
     log(f"wrote {a.out}")
     store.close()
+    if a.keep:
+        log(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
