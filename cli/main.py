@@ -323,9 +323,11 @@ def forget(
 # `msa model ...` (cli/model_cmd.py)
 from .model_cmd import model_app  # noqa: E402
 from .bench_cmd import bench_app  # noqa: E402
+from .train_cmd import train_app  # noqa: E402
 
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
+app.add_typer(train_app, name="train")
 
 
 # ---- msa schedule ----------------------------------------------------------------------------
