@@ -29,6 +29,7 @@ from .schema import (
 from .segments import Segment, SegmentFiles, fault_point, verify_segment, write_segment
 
 COMPACT_CHUNKS = 1 << 16  # chunks per segment that compaction writes
+VERIFIED_STAMP = ".verified"  # in a segment folder: the files' stats at their last clean verification
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _COMPOUND = re.compile(r"\w+(?:[-_.]\w+)+", re.UNICODE)
@@ -421,8 +422,36 @@ class Store:
             with self.session() as s:
                 row = s.get(SegmentRow, seg_id)
             problems = ([f"segment {seg_id}: no row"] if row is None
-                        else verify_segment(self.segments_dir / seg_id, json.loads(row.checksums)))
+                        else self._verify_stamped(self.segments_dir / seg_id, json.loads(row.checksums)))
             self._seg_problems[seg_id] = problems
+        return problems
+
+    @staticmethod
+    def _verify_stamped(path: Path, checksums: dict[str, str]) -> list[str]:
+        """`verify_segment`, skipped when the files are exactly as they were at the last clean
+        verification (size, mtime, ctime, inode: any write changes ctime, which no tool sets back).
+        A 100M-token memory holds ~20 GB of segments; hashing them on every open would cost
+        seconds per question. `msa verify` always hashes everything."""
+        stamp_file = path / VERIFIED_STAMP
+        try:
+            stats = {name: (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                     for name in checksums for st in [(path / name).stat()]}
+            stamp = json.dumps({"checksums": checksums, "stats": stats}, sort_keys=True)
+        except OSError:  # a file missing: verify_segment says which
+            stamp = None
+        try:
+            if stamp is not None and stamp_file.read_text() == stamp:
+                return []
+        except OSError:  # no stamp yet
+            pass
+        problems = verify_segment(path, checksums)
+        if not problems and stamp is not None:
+            try:
+                tmp = stamp_file.with_suffix(".tmp")
+                tmp.write_text(stamp)
+                os.replace(tmp, stamp_file)
+            except OSError:  # a read-only store: verify again next time
+                pass
         return problems
 
     def segment(self, seg_id: str) -> Segment:
@@ -489,6 +518,7 @@ class Store:
             "tombstoned": tomb, "segments": n_seg, "bytes_on_disk": disk,
             "bytes_per_token": round(disk / tokens, 1) if tokens else None,
             "collections": collections, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
+            "adapter": m.get("adapter", "none"),
             "format_version": m.get("format_version"), "sources": srcs, "jobs": jobs,
         }
 

@@ -182,3 +182,28 @@ def test_compact_drops_tombstones_and_segments_no_live_document_uses(store, fill
     st = store.status()
     assert (st["documents"], st["tombstoned"], st["segments"]) == (1, 0, 1)
     assert store.verify() == []
+
+
+def test_segment_verification_is_stamped_and_a_changed_file_is_hashed_again(tmp_path):
+    """Opening a store hashes each segment once; later opens trust the stamp only while every
+    file is untouched, so a corrupted file is caught by the next open."""
+    import json as _json
+
+    from msa_agent.store.store import VERIFIED_STAMP, Store as _Store
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "a.npy").write_bytes(b"x" * 64)
+    from msa_agent.store.segments import sha256_file
+
+    sums = {"a.npy": sha256_file(seg / "a.npy")}
+    assert _Store._verify_stamped(seg, sums) == []
+    stamp = _json.loads((seg / VERIFIED_STAMP).read_text())
+    assert stamp["checksums"] == sums
+    assert _Store._verify_stamped(seg, sums) == []  # served from the stamp
+    with open(seg / "a.npy", "r+b") as f:  # same size, different bytes
+        f.seek(10)
+        f.write(b"y")
+    assert "checksum mismatch" in _Store._verify_stamped(seg, sums)[0]
+    (seg / "a.npy").unlink()
+    assert "missing" in _Store._verify_stamped(seg, sums)[0]
