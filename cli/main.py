@@ -27,6 +27,8 @@ StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store directo
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", help="Collection name.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="A GGUF file or HF directory (default: MSA_MODEL or the embedded SmolLM2-135M).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (default: MSA_DEVICE, else cpu).",
+                                        envvar="MSA_DEVICE")]
 
 
 def _fail(e: Exception) -> None:
@@ -40,11 +42,12 @@ def _open_store(store: Path | None, create: bool = False):  # noqa: ANN202
     return Store.open(settings.store_path(store), create=create)
 
 
-def _engine(model: str | None, purpose: str = "encode"):  # noqa: ANN202
-    from msa_agent.engine import Engine
+def _engine(model: str | None, purpose: str = "encode", device: str = "cpu"):  # noqa: ANN202
+    from msa_agent.engine import Engine, check_device
 
+    check_device(device)
     with err.status("loading model…"):
-        return Engine.load(model, purpose=purpose)
+        return Engine.load(model, purpose=purpose, device=device)
 
 
 WaitOpt = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another writer to finish (default: exit at once).")]
@@ -79,6 +82,7 @@ def ingest(
     max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0.001, help="Larger files are reported as failed and not read (logs, PDF and DOCX: 50x this).")] = 2.0,
     kind: Annotated[Optional[str], typer.Option("--kind", help="Read every file as this kind: contract, code, log or text.")] = None,
     wait: WaitOpt = 0.0,
+    device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a directory into memory: new and changed files are encoded, deleted ones removed."""
@@ -89,7 +93,7 @@ def ingest(
         check_options(kind=kind, max_file_bytes=int(max_file_mb * 1e6))
         root = check_input_dir(directory)
         st = _open_store(store, create=True)
-        engine = _engine(model)
+        engine = _engine(model, device=device)
         bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens"), TextColumn("{task.fields[rate]}"),
                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
@@ -137,6 +141,7 @@ def ask(
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=8, help="Most routing rounds (memory interleave).")] = 3,
     mode: Annotated[str, typer.Option("--mode", help="Routing: auto, msa, lexical or hybrid.")] = "auto",
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most answer tokens.")] = 96,
+    device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from memory, with citations (page, line range or time range)."""
@@ -144,7 +149,7 @@ def ask(
 
     try:
         st = _open_store(store)
-        engine = _engine(model, "generate")
+        engine = _engine(model, "generate", device)
         stream = None if as_json else (lambda s: out.print(s, end="", highlight=False, markup=False))
         result = run_ask(st, engine, question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
                          max_new_tokens=max_tokens, on_token=stream)
@@ -157,6 +162,14 @@ def ask(
     out.print("[bold]Sources[/]")
     for i, c in enumerate(result.citations, 1):
         out.print(f"  [{i}] {c['path']} — {c['anchor']}", highlight=False, markup=False)
+        if c.get("quote"):
+            first, last = c["quote_lines"]
+            where = f"line {first}" if first == last else f"lines {first}-{last}"
+            for line in c["quote"].splitlines()[:6]:
+                out.print(f"      > {line}", highlight=False, markup=False, soft_wrap=True)
+            out.print(f"      ({where} of the passage)", highlight=False, markup=False, style="dim")
+    if not result.citations:
+        out.print("  (none: the memory does not support an answer)", highlight=False, markup=False)
     t = result.timing
     err.print(f"[dim]{result.mode} routing, {len(result.rounds)} round(s), {t['route_ms']:.0f} ms; "
               f"answer {t['tokens']} tokens at {t['tokens_per_s']:.1f} tok/s[/]")
@@ -170,6 +183,7 @@ def route(
     model: ModelOpt = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1)] = None,
     mode: Annotated[str, typer.Option("--mode", help="Routing: auto, msa, lexical or hybrid.")] = "auto",
+    device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Routing only: the documents memory would use for a question, best first."""
@@ -177,7 +191,7 @@ def route(
 
     try:
         st = _open_store(store)
-        engine = _engine(model, "generate")
+        engine = _engine(model, "generate", device)
         result = run_route(st, engine, question, collection=collection, top_k=top_k, mode=mode)
     except MSAError as e:
         _fail(e)
@@ -202,7 +216,7 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps(info, indent=2))
         return
     for key in ("store", "documents", "tokens", "chunks", "tombstoned", "segments", "bytes_on_disk",
-                "bytes_per_token", "collections", "model", "fingerprint"):
+                "bytes_per_token", "collections", "model", "fingerprint", "adapter"):
         out.print(f"{key:>16}: {info[key]}", highlight=False)
     for s in info["sources"]:
         run = s["last_run"]

