@@ -39,6 +39,7 @@ class Pack:
     positions: torch.Tensor  # (T,) long, restarting at 0 in every document
     cu_seqlens: torch.Tensor  # (S + 1,) int32, the pad sequence last when there is one
     chunk_id: torch.Tensor  # (T,) long: the token's chunk; pad tokens point at the dump slot N
+    chunk_count: torch.Tensor  # (N + 1,) tokens per chunk, the dump slot last (known on the host: no sync)
     n_chunks: list[int]  # chunks per packed document
     max_len: int
 
@@ -95,19 +96,22 @@ def make_pack(docs: list[list[int]], index: list[int], P: int, pack_tokens: int)
         positions[used:] = torch.arange(T - used)
         cu.append(T)
     max_len = max(lengths + [T - used])
+    chunk_count = torch.bincount(chunk_id, minlength=N + 1)
     return Pack(doc_index=list(index), lengths=lengths, ids=ids, positions=positions,
-                cu_seqlens=torch.tensor(cu, dtype=torch.int32), chunk_id=chunk_id, n_chunks=n_chunks,
-                max_len=max_len)
+                cu_seqlens=torch.tensor(cu, dtype=torch.int32), chunk_id=chunk_id, chunk_count=chunk_count,
+                n_chunks=n_chunks, max_len=max_len)
 
 
-def chunk_means(x: torch.Tensor, chunk_id: torch.Tensor, n_chunks: int) -> torch.Tensor:
+def chunk_means(x: torch.Tensor, chunk_id: torch.Tensor, n_chunks: int, counts: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of x (T, Hk, D) per chunk through chunk_id (T,) in [0, n_chunks]; slot n_chunks is a
-    dump for pad tokens and is dropped. fp32 accumulation; returns (n_chunks, Hk, D) fp32."""
+    dump for pad tokens and is dropped. fp32 accumulation; returns (n_chunks, Hk, D) fp32.
+    `counts` (n_chunks + 1,), tokens per slot, saves a bincount (a device sync on a GPU)."""
     T, Hk, D = x.shape
     sums = torch.zeros(n_chunks + 1, Hk, D, dtype=torch.float32, device=x.device)
     sums.index_add_(0, chunk_id, x.float())
-    counts = torch.bincount(chunk_id, minlength=n_chunks + 1).clamp(min=1)
-    return (sums / counts[:, None, None].to(sums.dtype))[:n_chunks]
+    if counts is None:
+        counts = torch.bincount(chunk_id, minlength=n_chunks + 1)
+    return (sums / counts.clamp(min=1)[:, None, None].to(sums.dtype))[:n_chunks]
 
 
 def _varlen_attention() -> Callable[..., torch.Tensor]:
@@ -202,10 +206,11 @@ class PackedEncoder:
     def encode_pack(self, pack: Pack) -> Encoded:
         """Pooled state of one pack's documents, chunks in the pack's document order."""
         m, cfg, dev = self.model, self.model.cfg, self.device
-        ids = pack.ids.to(dev, non_blocking=True)[None]
-        positions = pack.positions.to(dev, non_blocking=True)[None]
-        cu = pack.cu_seqlens.to(dev, non_blocking=True)
-        chunk_id = pack.chunk_id.to(dev, non_blocking=True)
+        pin = dev.type == "cuda"  # pinned host memory makes the copies truly asynchronous
+        ids, positions, cu, chunk_id, counts = (
+            (t.pin_memory() if pin else t).to(dev, non_blocking=True)
+            for t in (pack.ids, pack.positions, pack.cu_seqlens, pack.chunk_id, pack.chunk_count))
+        ids, positions = ids[None], positions[None]
         N = pack.total_chunks
         x = m.embed_tokens(ids)  # (1, T, C)
         cos, sin = rope_cos_sin(positions, m.inv_freq, x.dtype)
@@ -214,10 +219,10 @@ class PackedEncoder:
         for i in range(last + 1):
             x, k, v, rk = self._layer(i, x, cos, sin, cu, pack.max_len, i == last)
             if m.layers[i].self_attn.router:
-                out.k[i] = chunk_means(k, chunk_id, N)
-                out.v[i] = chunk_means(v, chunk_id, N)
+                out.k[i] = chunk_means(k, chunk_id, N, counts)
+                out.v[i] = chunk_means(v, chunk_id, N, counts)
                 if rk is not None:
-                    out.rk[i] = chunk_means(rk, chunk_id, N)
+                    out.rk[i] = chunk_means(rk, chunk_id, N, counts)
         return out
 
     def packs(self, docs: list[list[int]]) -> Iterator[Pack]:

@@ -40,6 +40,7 @@ def test_make_pack_layout():
     assert pack.cu_seqlens.tolist() == [0, 3, 8, 12]
     assert pack.positions.tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 0, 1, 2, 3]
     assert pack.chunk_id.tolist() == [0, 0, 1, 2, 2, 3, 3, 4, 5, 5, 5, 5]
+    assert pack.chunk_count.tolist() == [2, 1, 2, 2, 1, 4]
     assert pack.ids[:3].tolist() == docs[1] and pack.ids[3:8].tolist() == docs[0]
 
 
@@ -56,6 +57,8 @@ def test_chunk_means_match_padded_pooling():
     N = ref.shape[0]
     chunk_id = torch.cat([chunk_id, torch.full((4,), N)])
     torch.testing.assert_close(chunk_means(stream, chunk_id, N), ref, atol=1e-6, rtol=1e-6)
+    counts = torch.bincount(chunk_id, minlength=N + 1)
+    torch.testing.assert_close(chunk_means(stream, chunk_id, N, counts), ref, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
