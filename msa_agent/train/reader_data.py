@@ -5,13 +5,17 @@ Three domains, all generated deterministically from a seed and none from held-ou
 Python standard library, /usr/share/common-licenses, /usr/share/doc/*/copyright, man pages):
 - contracts: agreements built from varied clause templates with random parties, dates, amounts,
   notice and cure periods, jurisdictions; each contract leaves some clauses out, and questions
-  about a left-out clause are the negatives (the same kind of document with the fact removed);
+  about a left-out clause are the negatives (the same kind of document with the fact removed), and
+  one-party clauses asked about the other party (a neighbouring absent thing); distractor
+  contracts never hold the clause asked about (or the question would have two answers);
 - code: facts from third-party site-packages (parameter defaults, defaults read from a module
   constant, raised exceptions, constants, class attributes, "which function ..." from docstrings),
-  asked as developers ask; negatives: a parameter the function lacks, a function cut out of the
-  passage;
+  values set inside a function body, parameters named by their docstring description), asked as
+  developers ask; negatives: a parameter the function lacks, a function cut out of the passage, the
+  passage with the raise statement removed, a window of the file without the constant;
 - logs: sensor-log windows with events (alarms, threshold peaks, replacements, firmware changes);
-  negatives: a sensor or event the window does not hold.
+  negatives: a sensor or event the window does not hold, a sensor at a timestamp where another
+  reports, a replacement of a sensor that was not replaced.
 Distractors are documents of the same domain (another contract, another module, another window).
 Question templates are split: validation sets use templates training never saw.
 """
@@ -280,7 +284,9 @@ class Contract:
     titles: dict[str, str] = field(default_factory=dict)
 
 
-def make_contract(rng: random.Random, n: int) -> Contract:
+def make_contract(rng: random.Random, n: int, exclude: frozenset[str] | set[str] = frozenset()) -> Contract:
+    """A contract with a random subset of the clauses (never those in `exclude`: distractors must
+    not hold the fact asked about, or the question would have two answers)."""
     a, b = _company(rng), _company(rng)
     while _short(b) == _short(a):
         b = _company(rng)
@@ -288,7 +294,7 @@ def make_contract(rng: random.Random, n: int) -> Contract:
     kind = rng.choice(("Supply Agreement", "Master Services Agreement", "Purchase Agreement", "Distribution Agreement"))
     keys = [c[0] for c in _CLAUSES]
     n_keep = rng.randint(max(4, len(keys) // 2), len(keys) - 1)
-    kept = set(rng.sample(keys, n_keep))
+    kept = set(rng.sample(keys, n_keep)) - set(exclude)
     facts: dict[str, str] = {}
     lines = [kind.upper(), "", f"This {kind} is between {a} (\"{_short(a)}\") and {b} (\"{_short(b)}\").",
              f"{_short(a)} supplies {goods} to {_short(b)}.", ""]
@@ -312,6 +318,11 @@ def make_contract(rng: random.Random, n: int) -> Contract:
     return Contract(doc, facts, [k for k in keys if k not in kept], _short(a), _short(b), goods)
 
 
+# Clauses about one party only, whose every question names the party: asked about the other party,
+# the contract does not say (a neighbouring absent thing).
+_ONE_PARTY = ("contact", "signatory")
+
+
 def contract_examples(rng: random.Random, n: int, split: str, neg_rate: float = 0.15) -> list[Example]:
     out: list[Example] = []
     by_key = {c[0]: c for c in _CLAUSES}
@@ -319,15 +330,18 @@ def contract_examples(rng: random.Random, n: int, split: str, neg_rate: float = 
     while len(out) < n:
         c = make_contract(rng, i)
         i += 1
-        pool = [(k, True) for k in c.facts] + [(k, False) for k in c.missing]
-        picks = rng.sample([p for p in pool if p[1]], min(3, len(c.facts)))
-        if c.missing and rng.random() < neg_rate * 3:
-            picks.append((rng.choice(c.missing), False))
-        for key, present in picks:
-            q = _pick_template(rng, by_key[key][3], split).format(a=c.a, b=c.b, goods=c.goods)
+        picks: list[tuple[str, bool, bool]] = [(k, True, False) for k in rng.sample(sorted(c.facts), min(3, len(c.facts)))]
+        if c.missing and rng.random() < neg_rate * 2.8:
+            picks.append((rng.choice(c.missing), False, False))
+        swap = [k for k in _ONE_PARTY if k in c.facts]
+        if swap and rng.random() < neg_rate:
+            picks.append((rng.choice(swap), False, True))
+        for key, present, swapped in picks:
+            a, b = (c.b, c.a) if swapped else (c.a, c.b)
+            q = _pick_template(rng, by_key[key][3], split).format(a=a, b=b, goods=c.goods)
             answer = c.facts[key] if present else ABSTAIN
             out.append(_with_distractors(rng, Example(q, answer, [c.doc], 0 if present else None, "contracts", key),
-                                         lambda: make_contract(rng, rng.randrange(10**6)).doc))
+                                         lambda key=key: make_contract(rng, rng.randrange(10**6), {key}).doc))
     return out[:n]
 
 
@@ -422,6 +436,18 @@ def make_log_window(rng: random.Random, n: int) -> tuple[Doc, list[tuple[str, li
         s0 = sensors[0][0]
         negs.append(([f"When did {s0} first go into alarm?", f"At what time did {s0} raise an ALARM?",
                       f"What's the timestamp of the first alarm from {s0}?", f"When was {s0}'s first alarm?"], "no_alarm"))
+    # Neighbouring absent things in the same window: a sensor at a timestamp where another one
+    # reports; a replacement of a sensor that was not replaced.
+    others = [x for x, _ in sensors if x != s]
+    if others:
+        s1 = rng.choice(others)
+        negs.append(([f"What {metric} did {s1} report at {ts}?", f"What was the reading of {s1} at {ts}?",
+                      f"Give me {s1}'s value at {ts}.", f"What did {s1} measure at {ts}?"], "other_sensor_time"))
+    replaced = {e.split()[2] for e in events if e.split()[1] == "MAINTENANCE"}
+    if replaced:
+        s2 = rng.choice([x for x, _ in sensors if x not in replaced] or [absent])
+        negs.append(([f"Who replaced {s2}?", f"Which technician swapped out {s2}?", f"Who did the replacement of {s2}?",
+                      f"Which technician replaced the {s2} sensor?"], "not_replaced"))
     if not any(e.split()[1] == "FIRMWARE" for e in events):
         s0 = sensors[-1][0]
         negs.append(([f"What firmware version is {s0} running after the update?", f"Which firmware did {s0} get?",
@@ -512,6 +538,10 @@ _ATTR_Q = ["What is `{cls}.{a}` set to?", "What value does the class {cls} give 
            "Which value does {cls} assign to its {a} attribute?"]
 _WHICH_Q = ["Which function is used to {d}?", "What function should I call to {d}?", "Which function would I use to {d}?",
             "What's the name of the function that can {d}?"]
+_LOCAL_Q = ["What value does `{f}` assign to `{v}`?", "Inside {f}, what is {v} set to?", "What does {f} set {vw} to?",
+            "Within the body of {f}, which value is given to {v}?"]
+_PARAM_DOC_Q = ["Which argument of `{f}` is {d}?", "What is the name of the {f} parameter that is {d}?",
+                "Which parameter of {f} is {d}?", "In {f}, what's the argument for {d}?"]
 _ABSENT_PARAM_Q = ["What is the default value of `{p}` in `{f}`?", "What does `{f}` use for `{p}` if I don't pass it?",
                    "If I call {f}() without {p}, what value does it get?", "Default for the {p} argument of {f}?"]
 
@@ -538,6 +568,35 @@ def _first_sentence(doc: str) -> str | None:
     if verb.endswith("s") and not verb.endswith("ss"):
         verb = verb[:-1]  # "Returns" -> "return"
     return " ".join([verb.lower()] + words[1:])
+
+
+_PARAM_DOC = re.compile(r"^\s*(?::param\s+(?:[\w\[\], ]+\s+)?(\w+):|(\w+)\s*(?:\([^)]*\))?\s*:)\s*(\S.*)$")
+
+
+def _param_descriptions(doc: str, params: set[str]) -> list[tuple[str, str]]:
+    """(parameter, description) pairs from a docstring's parameter list (Sphinx `:param x:`,
+    Google `x (type): ...`, NumPy `x : type` then an indented description)."""
+    out: list[tuple[str, str]] = []
+    lines = doc.split("\n")
+    for j, line in enumerate(lines):
+        m = _PARAM_DOC.match(line)
+        if not m:
+            continue
+        name = m.group(1) or m.group(2)
+        desc = m.group(3).strip()
+        if name not in params:
+            continue
+        if m.group(2) and j + 1 < len(lines) and lines[j + 1].startswith(line[: len(line) - len(line.lstrip())] + " ") \
+                and re.fullmatch(r"[\w\[\], .|]+", desc):
+            desc = lines[j + 1].strip()  # NumPy style: the type after the colon, the text below
+        desc = re.split(r"(?<=\.)\s", desc)[0].strip().rstrip(".")
+        words = desc.split()
+        if 3 <= len(words) <= 14 and re.fullmatch(r"[A-Za-z][A-Za-z0-9 ,'`_()/-]*", desc) and name.lower() not in desc.lower():
+            d = desc[0].lower() + desc[1:]
+            if words[0].lower() in ("the", "a", "an", "whether", "if", "how", "number", "name", "path", "list", "maximum",
+                                    "minimum", "optional", "size", "timeout", "flag"):
+                out.append((name, d))
+    return out
 
 
 def _window(lines: list[str], lo: int, hi: int) -> tuple[str, int, int]:
@@ -591,12 +650,18 @@ def file_facts(path: Path, shown: str, rng: random.Random, split: str, max_lines
         return _window(lines, lo - extra, hi + extra)
 
     for c, (val, ln) in list(consts.items()):
-        if rng.random() < 0.5 and not c.startswith("__"):
+        if rng.random() < 0.6 and not c.startswith("__"):
             text, a, b = _window(lines, ln - 1 - rng.randint(1, 10), ln + rng.randint(1, 10))
             q = _pick_template(rng, _CONST_Q, split).format(c=c, mod=mod, cw=_words(c))
             out.append(Example(q, val, [Doc(shown, f"lines {a}-{b}", text)], 0, "code", "constant"))
+            if rng.random() < 0.12 and len(lines) > 60:
+                # The same file, a window without the constant: it cannot say.
+                lo = rng.randrange(0, len(lines) - 30)
+                text2, a2, b2 = _window(lines, lo, lo + rng.randint(15, 30))
+                if c not in text2 and text2.strip():
+                    out.append(Example(q, ABSTAIN, [Doc(shown, f"lines {a2}-{b2}", text2)], None, "code", "absent_constant"))
     rng.shuffle(funcs)
-    for f in funcs[:8]:
+    for f in funcs[:16]:
         name = getattr(f, "qual", f.name)
         if f.name.startswith("_") or f.end_lineno - f.lineno > max_lines:
             continue
@@ -618,6 +683,13 @@ def file_facts(path: Path, shown: str, rng: random.Random, split: str, max_lines
             elif seg and len(seg) <= 40:
                 q = _pick_template(rng, _DEFAULT_Q, split).format(f=name, p=p, pw=_words(p))
                 out.append(Example(q, seg, [doc], 0, "code", "default"))
+            rest = [(x, dd) for x, dd in with_default if x != p and not isinstance(dd, (ast.Name, ast.Attribute))]
+            if rest and rng.random() < 0.4:
+                p2, d2 = rng.choice(rest)
+                seg2 = ast.get_source_segment(src, d2)
+                if seg2 and len(seg2) <= 40:
+                    q = _pick_template(rng, _DEFAULT_Q, split).format(f=name, p=p2, pw=_words(p2))
+                    out.append(Example(q, seg2, [doc], 0, "code", "default"))
             if rng.random() < 0.2:
                 others = [x.arg for x in args]
                 absent = rng.choice(("timeout", "verbose", "encoding", "retries", "strict", "dtype", "callback", "max_size",
@@ -625,6 +697,7 @@ def file_facts(path: Path, shown: str, rng: random.Random, split: str, max_lines
                 if absent not in others and absent not in text:
                     q = _pick_template(rng, _ABSENT_PARAM_Q, split).format(f=name, p=absent)
                     out.append(Example(q, ABSTAIN, [doc], None, "code", "absent_param"))
+        n_raise = 0
         for node in ast.walk(f):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name) \
                     and node.exc.args and isinstance(node.exc.args[0], ast.Constant) and isinstance(node.exc.args[0].value, str):
@@ -633,14 +706,43 @@ def file_facts(path: Path, shown: str, rng: random.Random, split: str, max_lines
                     m = msg[0].lower() + msg[1:]
                     q = _pick_template(rng, _RAISE_Q, split).format(f=name, m=f'"{m}"' if rng.random() < 0.5 else m)
                     out.append(Example(q, node.exc.func.id, [doc], 0, "code", "raises"))
-                    break
+                    n_raise += 1
+                    if rng.random() < 0.3:
+                        # The same passage with the raise statement removed: it cannot say.
+                        plines = text.split("\n")
+                        lo_r, hi_r = node.lineno - a, node.end_lineno - a + 1  # the statement's lines in the passage
+                        if 0 <= lo_r < hi_r <= len(plines):
+                            cut = "\n".join(plines[:lo_r] + plines[hi_r:])
+                            if msg not in cut:
+                                out.append(Example(q, ABSTAIN, [Doc(shown, f"lines {a}-{b}", cut)], None, "code",
+                                                   "raise_removed"))
+                    if n_raise >= 2:
+                        break
+        # Values set inside the function body (a two-step fact: the name, then the literal).
+        body_sets = [n for n in ast.walk(f) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                     and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Constant)
+                     and not isinstance(n.value.value, str) and n.value.value is not None and len(n.targets[0].id) > 2]
+        if body_sets and rng.random() < 0.5:
+            node = rng.choice(body_sets)
+            var = node.targets[0].id
+            if sum(1 for n in body_sets if n.targets[0].id == var) == 1:
+                seg = ast.get_source_segment(src, node.value)
+                if seg and len(seg) <= 20:
+                    q = _pick_template(rng, _LOCAL_Q, split).format(f=name, v=var, vw=_words(var))
+                    out.append(Example(q, seg, [doc], 0, "code", "local_value"))
+        # Parameter descriptions from the docstring: the question paraphrases, the answer is the name.
+        pdesc = _param_descriptions(ast.get_docstring(f) or "", {x.arg for x in args} - {"self", "cls"})
+        if pdesc and rng.random() < 0.6:
+            pn, d = rng.choice(pdesc)
+            q = _pick_template(rng, _PARAM_DOC_Q, split).format(f=name, d=d)
+            out.append(Example(q, pn, [doc], 0, "code", "param_by_description"))
         desc = _first_sentence(ast.get_docstring(f) or "")
         if desc and rng.random() < 0.6:
             # Several definitions in one passage: "which function" means choosing among names.
             text2, a2, b2 = passage(f, rng.randint(8, 20))
             q = _pick_template(rng, _WHICH_Q, split).format(d=desc)
             out.append(Example(q, f.name, [Doc(shown, f"lines {a2}-{b2}", text2)], 0, "code", "which_function"))
-        if rng.random() < 0.06:
+        if rng.random() < 0.12:
             # The same file with the function cut out: asked about, the passage cannot say.
             lo, hi = f.lineno - 1, f.end_lineno
             rest = lines[max(0, lo - 20):lo] + lines[hi:hi + 20]
@@ -660,7 +762,7 @@ def _facts_of(args: tuple[list[tuple[Path, str]], str, int]) -> list[Example]:
     return out
 
 
-def code_examples(rng: random.Random, n: int, split: str, seed: int, max_files: int = 4000) -> list[Example]:
+def code_examples(rng: random.Random, n: int, split: str, seed: int, max_files: int = 16000) -> list[Example]:
     """Code facts from up to `max_files` files (parsed in worker processes when there are many;
     the result does not depend on how many)."""
     files = code_files(max_files, seed, split)
@@ -689,7 +791,17 @@ def code_examples(rng: random.Random, n: int, split: str, seed: int, max_files: 
     rng.shuffle(facts)
     facts = facts[:n]
     docs = [d for e in facts for d in e.docs]
-    return [_with_distractors(rng, e, lambda: rng.choice(docs), p=0.3) for e in facts]
+
+    def other_file(path: str) -> Doc:
+        # A distractor from another file: a passage of the same file could hold the fact that a
+        # negative removed, or a second answer.
+        for _ in range(8):
+            d = rng.choice(docs)
+            if d.path != path:
+                return d
+        return d
+
+    return [_with_distractors(rng, e, lambda e=e: other_file(e.docs[0].path), p=0.3) for e in facts]
 
 
 # ---- everything ---------------------------------------------------------------------------------
@@ -697,12 +809,12 @@ def code_examples(rng: random.Random, n: int, split: str, seed: int, max_files: 
 
 @dataclass
 class Mix:
-    contracts: float = 0.4
+    contracts: float = 0.35
     code: float = 0.4
-    logs: float = 0.2
+    logs: float = 0.25
 
 
-def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = None, max_code_files: int = 4000) -> list[Example]:
+def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = None, max_code_files: int = 16000) -> list[Example]:
     """`n` examples (about; code may come short where few packages are installed), shuffled."""
     mix = mix or Mix()
     rng = random.Random(f"{seed}:{split}")

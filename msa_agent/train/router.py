@@ -66,7 +66,8 @@ class RouterTrainConfig:
     per_package: int = 300
     contracts: int = 1200
     logs: int = 600
-    max_pairs: int = 60000
+    needles: int = 4000  # fact sentences in unrelated prose, asked about by their key (router_data.needle_pairs)
+    max_pairs: int = 64000
     val_pairs: int = 1500
     val_pool: int = 6000  # validation documents plus distractors from training sources
     batch_tokens: int = 65536  # backbone pass
@@ -442,9 +443,11 @@ def train_steps(proj: Projectors, opt: torch.optim.Optimizer, feats: Features, s
 
 @torch.no_grad()
 def validate(proj: Projectors, feats: Features, q_index: list[int], positives: list[int], pool: list[int],
-             origin: list[int], cfg: RouterTrainConfig, top_k: int = 16, batch: int = 32) -> dict:
+             origin: list[int], cfg: RouterTrainConfig, top_k: int = 16, batch: int = 32,
+             tasks: list[str] | None = None) -> dict:
     """Recall@1/5/16 and MRR of routing over `pool` documents: each layer's scores, and the layers'
-    top-k lists fused by reciprocal rank (how `msa` combines its router layers)."""
+    top-k lists fused by reciprocal rank (how `msa` combines its router layers). `tasks` (one per
+    question): also recall@16 per task family (`needle`, `contract`, `log`, code tasks)."""
     from msa_agent.memory import RRF_K
 
     if not q_index:
@@ -485,7 +488,20 @@ def validate(proj: Projectors, feats: Features, q_index: list[int], positives: l
     rr = torch.where(first >= 0, 1.0 / (first.float() + 1), torch.zeros_like(first, dtype=torch.float32))
     out["mrr"] = round(float(rr.mean()), 4)
     out["per_layer_recall@5"] = per_layer_r5
+    if tasks:
+        hit16 = ((first >= 0) & (first < 16)).tolist()
+        fam: dict[str, list[bool]] = {}
+        for t, h in zip(tasks, hit16):
+            fam.setdefault(task_family(t), []).append(h)
+        out["recall@16_by_task"] = {t: {"n": len(h), "recall@16": round(100 * sum(h) / len(h), 1)}
+                                    for t, h in sorted(fam.items())}
     return out
+
+
+def task_family(task: str) -> str:
+    """contract_term → contract, log_dropout → log, needle → needle, docstring/name/... → code."""
+    head = task.split("_")[0]
+    return head if head in ("contract", "log", "needle") else "code"
 
 
 # ---- checkpoint, export ---------------------------------------------------------------------------------
@@ -608,7 +624,7 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
     t0 = time.perf_counter()
     if data is None:
         data = make_router_data(cfg.seed, max_files=cfg.max_files, per_package=cfg.per_package,
-                                contracts=cfg.contracts, logs=cfg.logs, roots=roots, log=log)
+                                contracts=cfg.contracts, logs=cfg.logs, needles=cfg.needles, roots=roots, log=log)
     train = data.train[: cfg.max_pairs]
     vrng = random.Random(cfg.seed + 1)
     val = vrng.sample(data.val, min(cfg.val_pairs, len(data.val)))
@@ -666,7 +682,8 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
     val_pos = [remap[p.doc] for p in val]
     pool_m = [remap[d] for d in pool]
     t_val = time.perf_counter()
-    before = validate(proj, feats, val_q, val_pos, pool_m, origin_m, cfg) if resumed_at == 0 else None
+    val_tasks = [p.task for p in val]
+    before = validate(proj, feats, val_q, val_pos, pool_m, origin_m, cfg, tasks=val_tasks) if resumed_at == 0 else None
     if before:
         log(f"validation before training (q/k of the backbone): {_fmt(before)}")
     state.pieces += 1
@@ -685,7 +702,7 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
     best: dict = {}
 
     def val() -> dict:
-        v = validate(proj, feats, val_q, val_pos, pool_m, origin_m, cfg)
+        v = validate(proj, feats, val_q, val_pos, pool_m, origin_m, cfg, tasks=val_tasks)
         history.append({"step": state.step, **{k: v.get(k) for k in ("recall@1", "recall@5", "recall@16", "mrr")}})
         if v and v["mrr"] > best.get("mrr", -1.0):
             best.update(mrr=v["mrr"], step=state.step, metrics=v, wq=proj.wq.detach().clone(), wk=proj.wk.detach().clone())
@@ -729,9 +746,10 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
                      "card": card, "dtype": str(store_dtype).replace("torch.", ""), "torch": torch.__version__,
                      "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
         "validation": {"before": before, "after": after, "history": history,
-                       "note": "held-out packages, contract and log files, and one question template per "
-                               "clause and event kind never trained on; pool = their documents plus "
-                               "distractors from training sources; hit = the positive's source document"},
+                       "note": "held-out packages, contract and log files and needle groups, and one question "
+                               "template per clause, event and fact kind never trained on (needles: RULER's "
+                               "'special magic' wording); pool = their documents plus distractors from "
+                               "training sources; hit = the positive's source document"},
     }
     record["outputs"] = export(out_dir, proj, engine, record)
     log(f"wrote {record['outputs']['router']} ({time.perf_counter() - t_all:.0f} s in all)")
@@ -741,5 +759,7 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
 def _fmt(v: dict | None) -> str:
     if not v:
         return "–"
+    by = v.get("recall@16_by_task") or {}
+    tail = ("; R@16 " + ", ".join(f"{t} {x['recall@16']:.1f} ({x['n']})" for t, x in by.items())) if by else ""
     return (f"R@1 {v['recall@1']:.1f}  R@5 {v['recall@5']:.1f}  R@16 {v['recall@16']:.1f}  MRR {v['mrr']:.3f} "
-            f"(n={v['n']}, pool {v['pool']})")
+            f"(n={v['n']}, pool {v['pool']}){tail}")

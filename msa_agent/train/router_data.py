@@ -9,10 +9,19 @@ learns on the documents it will route over. Sources, all made on the machine tha
   (inverse cloze), "where is NAME defined / which code raises E / what is CONSTANT set to";
 - synthetic contracts from clause templates with random parties, dates, amounts, part numbers:
   "which agreement / clause ..." questions in other words than the clause's;
-- synthetic sensor logs (CSV) with random sensors, sites, events and part numbers.
+- synthetic sensor logs (CSV) with random sensors, sites, events and part numbers;
+- needles: one fact sentence naming a rare key ("The access code for amber-quill is 4817263.")
+  inserted at a random place in about 1,200-2,400 characters of unrelated prose (sentences of the
+  third-party packages' docs and docstrings, never those of the evaluation haystack's packages
+  `msa_agent.evals.haystack.PROSE_PACKAGES`), asked about by its key ("what is the access code
+  for amber-quill?"). A needle group's documents share one fact template with different keys, so
+  in-batch and hard negatives differ only in the key: the router must match the key inside a
+  chunk mean of mostly filler, which code, contract and log pairs never teach (the 100M bench's
+  RULER needles routed at 0% without them).
 
-Held out for validation: whole packages, and for contracts and logs whole files plus one question
-template per clause or event kind that training never sees. Deterministic for a seed.
+Held out for validation: whole packages, and for contracts, logs and needle groups whole files
+(groups) plus one question template per clause, event or fact kind that training never sees (for
+needles, RULER's own "special magic number" wording). Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -418,6 +427,153 @@ def synthetic_log(rng: random.Random, site_name: str, n_sensors: int = 3, rows: 
     return "\n".join(lines) + "\n", events
 
 
+# ---- needles in prose --------------------------------------------------------------------------------
+
+# Fact kinds: (fact sentence, questions about it). Validation groups use only the last kind, RULER's
+# wording, which training never sees; their questions are RULER's.
+FACTS: list[tuple[str, list[str]]] = [
+    ("The access code for {key} is {value}.", ["What is the access code for {key}?", "access code of {key}",
+                                               "which code opens {key}?"]),
+    ("Remember that {key} maps to {value}.", ["What does {key} map to?", "{key} maps to what?",
+                                               "find the mapping for {key}"]),
+    ("The reference number assigned to {key} is {value}.", ["What reference number was {key} given?",
+                                                            "reference number of {key}",
+                                                            "which number is assigned to {key}?"]),
+    ("For the record, the passphrase of {key} is {value}.", ["What is the passphrase of {key}?",
+                                                              "tell me {key}'s passphrase",
+                                                              "passphrase for {key}"]),
+    ("{key} was filed under the identifier {value}.", ["Under which identifier was {key} filed?",
+                                                       "identifier of {key}", "where is {key} filed?"]),
+    ("Note: the secret token associated with {key} is {value}.", ["What secret token goes with {key}?",
+                                                                   "token associated with {key}",
+                                                                   "what is the token of {key}?"]),
+    ("The locker combination belonging to {key} is {value}.", ["What is {key}'s locker combination?",
+                                                                "combination of the locker of {key}",
+                                                                "which combination belongs to {key}?"]),
+    ("In the registry, {key} is listed with the value {value}.", ["Which value is {key} listed with?",
+                                                                  "registry value of {key}",
+                                                                  "what does the registry say about {key}?"]),
+    ("One of the special magic {kind} for {key} is: {value}.", ["What is the special magic {one} for {key}?"]),
+]
+_VALUE_KINDS = [("numbers", "number"), ("words", "word"), ("uuids", "uuid")]
+_FALLBACK_SUBJECTS = ["The committee", "Our team", "The old report", "A later survey", "The manual", "Each visitor",
+                      "The river authority", "The new library", "Most readers", "The night shift", "The archive"]
+_FALLBACK_VERBS = ["noted that", "argued that", "suggested that", "found that", "recalled that", "claimed that"]
+_FALLBACK_CLAUSES = ["the roads were quiet in the early hours", "prices rose slowly over the winter",
+                     "the garden needed more water than expected", "the meeting ran longer than planned",
+                     "few people read the footnotes", "the bridge had been repainted twice",
+                     "the harvest was late but plentiful", "the trains ran on time for a month",
+                     "the museum kept its doors open on holidays", "the letters were never answered",
+                     "the lamps along the pier were replaced", "the school added a second language"]
+_PROSE_WORD = re.compile(r"^[A-Za-z][a-z]+[.,;:]?$")
+_NOT_PROSE = set("{}[]=<>|#*\\@$~^_/`:()")
+
+
+def prose_sentences(parsed: dict[str, list[tuple[str, str, str, str]]], exclude: set[str],
+                    limit: int = 40000) -> list[str]:
+    """Plain English sentences from the packages' text documents and docstrings (not code, not
+    markup), leaving out the `exclude` packages."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for pkg in sorted(parsed):
+        if pkg in exclude:
+            continue
+        for path, _, _, text in parsed[pkg]:
+            if path.endswith(".py"):
+                blocks = [m.group(2) for m in _DOCSTRING.finditer(text)]
+            else:
+                blocks = [text]
+            for b in blocks:
+                for s in _SENT.split(re.sub(r"\s+", " ", b)):
+                    s = s.strip()
+                    words = s.split()
+                    if not (6 <= len(words) <= 40) or not s.endswith(".") or "magic" in s.lower():
+                        continue
+                    if any(c in s for c in _NOT_PROSE) or "--" in s or "http" in s:
+                        continue
+                    if sum(bool(_PROSE_WORD.match(w)) for w in words) < 0.9 * len(words) or s in seen:
+                        continue
+                    seen.add(s)
+                    out.append(s)
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
+def _fallback_sentence(rng: random.Random) -> str:
+    return f"{rng.choice(_FALLBACK_SUBJECTS)} {rng.choice(_FALLBACK_VERBS)} {rng.choice(_FALLBACK_CLAUSES)}."
+
+
+def _needle_key(rng: random.Random, vocab: list[str]) -> str:
+    """A rare key: two prose words (hyphenated or not), a made-up name, or a code."""
+    r = rng.random()
+    if vocab and r < 0.55:
+        a, b = rng.choice(vocab), rng.choice(vocab)
+        return f"{a}-{b}" if rng.random() < 0.7 else f"the {a} {b}"
+    if r < 0.8:
+        return f"{_name(rng, rng.choice([2, 3]))} {_name(rng, 2)}" if rng.random() < 0.5 else _name(rng, 3)
+    return _part(rng)
+
+
+def _needle_value(rng: random.Random, kind: str, vocab: list[str]) -> str:
+    if kind == "numbers":
+        return str(rng.randint(10**6, 10**7 - 1))
+    if kind == "words" and vocab:
+        return rng.choice(vocab)
+    return "%08x-%04x-%04x" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16))
+
+
+def needle_pairs(sentences: list[str], n: int, rng: random.Random, docs: list[Doc], *, per_group: int = 40,
+                 is_val=lambda g: False) -> tuple[list[Pair], list[Pair]]:  # noqa: ANN001
+    """n needle documents (fact sentence in filler prose) appended to `docs`, with their
+    (training, validation) pairs. Groups of `per_group` share a fact kind; a validation group uses
+    RULER's wording (the last fact kind) and RULER's question."""
+    train: list[Pair] = []
+    val: list[Pair] = []
+    if n <= 0:
+        return train, val
+    pool = sentences if len(sentences) >= 50 else sentences + [_fallback_sentence(rng) for _ in range(400)]
+    vocab = sorted({w.strip(".,;:").lower() for s in pool for w in s.split()
+                    if len(w.strip(".,;:")) >= 5 and w.strip(".,;:").isalpha()})
+    used: set[str] = set()
+    n_groups = max(1, -(-n // per_group))
+    for gi in range(n_groups):
+        group = f"needles/{gi:03d}"
+        held = is_val(group)
+        fi = len(FACTS) - 1 if held else gi % (len(FACTS) - 1)
+        fact, questions = FACTS[fi]
+        kind, one = _VALUE_KINDS[gi % len(_VALUE_KINDS)] if held else rng.choice(_VALUE_KINDS)
+        for j in range(min(per_group, n - gi * per_group)):
+            key = _needle_key(rng, vocab)
+            while key in used:
+                key = _needle_key(rng, vocab)
+            used.add(key)
+            value = _needle_value(rng, kind, vocab)
+            body: list[str] = []
+            target = rng.randint(1200, 2400)
+            while sum(len(s) + 1 for s in body) < target:
+                body.append(rng.choice(pool))
+            at = rng.randint(0, len(body))
+            body.insert(at, fact.format(key=key, value=value, kind=kind))
+            if rng.random() < 0.25:  # a distractor fact of the same kind about another key
+                other = _needle_key(rng, vocab)
+                if other != key:
+                    body.insert(rng.randint(0, len(body)), fact.format(key=other, value=_needle_value(rng, kind, vocab),
+                                                                       kind=kind))
+            paras, cur = [], []
+            for s in body:
+                cur.append(s)
+                if len(cur) >= rng.randint(3, 6):
+                    paras.append(" ".join(cur))
+                    cur = []
+            if cur:
+                paras.append(" ".join(cur))
+            docs.append(Doc("\n\n".join(paras), f"{group}/note-{j:03d}.txt", "text", group))
+            q = rng.choice(questions).format(key=key, one=one)
+            (val if held else train).append(Pair(q, len(docs) - 1, group, "needle"))
+    return train, val
+
+
 # ---- all together ------------------------------------------------------------------------------------
 
 
@@ -429,7 +585,7 @@ def _parse_written(root: Path, rels: list[str]) -> dict[str, list[tuple[str, str
 
 
 def make_router_data(seed: int = 0, *, max_files: int = 6000, per_package: int = 400, contracts: int = 600,
-                     logs: int = 300, val_fraction: float = 0.08, workers: int | None = None,
+                     logs: int = 300, needles: int = 0, val_fraction: float = 0.08, workers: int | None = None,
                      roots: list[Path] | None = None, log=print) -> RouterData:  # noqa: ANN001
     """Documents and (question, document) pairs, split into training and validation pairs."""
     rng = random.Random(seed)
@@ -501,7 +657,17 @@ def make_router_data(seed: int = 0, *, max_files: int = 6000, per_package: int =
                 templates = EVENTS[ev["kind"]][1]
                 q = templates[-1] if val_file else qrng.choice(templates[:-1])
                 (data.val if val_file else data.train).append(Pair(q.format(**ev["values"]), hit, rel, f"log_{ev['kind']}"))
-    log(f"contracts and logs: {len(data.docs) - n_syn} documents; total {len(data.train)} training, "
-        f"{len(data.val)} validation pairs")
+    log(f"contracts and logs: {len(data.docs) - n_syn} documents")
+
+    # needles in prose: filler from the packages' prose, never the evaluation haystack's packages
+    from msa_agent.evals.haystack import PROSE_PACKAGES
+
+    sents = prose_sentences(by_pkg, set(PROSE_PACKAGES))
+    n_before = len(data.docs)
+    tr, va = needle_pairs(sents, needles, random.Random(_h(seed, "needles")), data.docs, is_val=is_val_group)
+    data.train += tr
+    data.val += va
+    log(f"needles: {len(data.docs) - n_before} documents from {len(sents)} prose sentences; total "
+        f"{len(data.train)} training, {len(data.val)} validation pairs")
     rng.shuffle(data.train)
     return data

@@ -71,3 +71,44 @@ def test_gpu_shard_route_two_gloo_ranks_rank_as_one(tmp_path: Path) -> None:
     res = json.loads((tmp_path / "gpu_shard_route_w2.json").read_text())
     assert res["same_ranking_as_one_device"] is True and res["world"] == 2
     assert sum(s["documents"] for s in res["shards"]) == res["documents"]
+
+
+def test_gpu_100m_routes_with_the_question_tokens_only(tiny_model_dir: Path) -> None:
+    """The bench's question round is `msa route`'s: the user turn as ask._prompt lays it out, and
+    only the question's tokens as routing queries (the chat template's closing tokens were never
+    trained as queries)."""
+    import argparse
+
+    import torch
+
+    from msa_agent.ask import _prompt
+
+    mod = _load("gpu_100m")
+    engine = mod.load_engine(str(tiny_model_dir), "cpu", None)
+    stream = mod.DocStream(engine.tok, 128, 2, [3000], 0)
+    cfg = engine.cfg
+
+    class FakeMemory:
+        def __init__(self) -> None:
+            self.cfg, self.n, self.score_ms, self.n_queries = cfg, 40, [], []
+
+        def __len__(self) -> int:
+            return self.n
+
+        def top_docs(self, layer: int, q_r: torch.Tensor, k: int):  # noqa: ANN202
+            self.n_queries.append(q_r.shape[1])
+            self.score_ms.append(0.1)
+            return list(range(k)), [1.0] * k
+
+        def fetch(self, layer: int, docs: list[int], device=None):  # noqa: ANN001, ANN202
+            z = torch.zeros(cfg.n_kv_head, 0, cfg.head_dim)
+            return z, z
+
+    mem = FakeMemory()
+    args = argparse.Namespace(top_k=4, device="cpu")
+    ev = mod.evaluate(args, engine, stream, mem)
+    assert ev["questions"] == 2
+    key = stream.needles[0][0]
+    ids, mask = _prompt(engine, [], 0, f"What is the special magic number for {key}?")
+    assert int(mask.sum()) < len(ids)  # the template's tail is in the prompt, not in the queries
+    assert mem.n_queries[0] == int(mask.sum())

@@ -172,3 +172,107 @@ def test_batches_respect_the_token_budget(tiny_model_dir: Path, examples: list) 
     plan = batches(items, 4096, random.Random(0))
     assert sum(len(b) for b in plan) == len(items)
     assert all(len(b) == 1 or max(len(i) for i in b) * len(b) <= 4096 for b in plan)
+
+
+# ---- fast paths against the reference paths ----------------------------------------------------
+
+
+def test_indexed_answer_loss_equals_masked(tiny_model_dir: Path, examples: list) -> None:
+    from msa_agent.train.reader import prepare_text
+
+    tok = Tokenizer(tiny_model_dir)
+    model = _model(tiny_model_dir)
+    tb = prepare_text(tokenize(tok, examples[:5], 4096), 4)
+    with torch.no_grad():
+        h = model.hidden(tb.ids, tb.pos)
+        want = answer_loss(model, h, tb.tgt)
+        got = answer_loss(model, h, tb.tgt, tb.idx, tb.labels)
+    assert torch.equal(tb.labels, tb.tgt[tb.tgt != -100])
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_lora_forward_matches_the_fp32_reference() -> None:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(24, 40, bias=False)
+    m = LoRALinear(lin, 4, 8)
+    torch.nn.init.normal_(m.lora_b, std=0.1)
+    x = torch.randn(3, 5, 24)
+    ref = lin(x) + ((x @ m.lora_a.T) @ m.lora_b.T) * m.scale
+    torch.testing.assert_close(m(x), ref, atol=1e-6, rtol=1e-6)
+    # bf16: the low-rank product in bf16 (as autocast would), within bf16 rounding of the reference.
+    mb = LoRALinear(torch.nn.Linear(24, 40, bias=False).to(torch.bfloat16), 4, 8)
+    mb.base.weight.data.copy_(lin.weight.data)
+    mb.lora_a.data.copy_(m.lora_a.data)
+    mb.lora_b.data.copy_(m.lora_b.data)
+    xb = x.to(torch.bfloat16)
+    ref_b = mb.base(xb).float() + ((xb.float() @ m.lora_a.T) @ m.lora_b.T) * m.scale
+    torch.testing.assert_close(mb(xb).float(), ref_b, atol=3e-2, rtol=3e-2)
+    mb(xb).float().sum().backward()
+    assert mb.lora_a.grad is not None and mb.lora_a.grad.dtype == torch.float32
+
+
+def test_batched_memory_loss_equals_the_per_example_path(tiny_model_dir: Path, examples: list) -> None:
+    from msa_agent.train.reader import memory_batch_loss
+
+    tok = Tokenizer(tiny_model_dir)
+    model = _model(tiny_model_dir)
+    params = add_lora(model, rank=4, alpha=8)
+    _trained_adapter(model)
+    items = tokenize(tok, examples[:4], 4096)
+    want = sum(memory_loss(model, tok, it) for it in items) / len(items)
+    want.backward()
+    g_want = [p.grad.clone() for p in params]
+    model.zero_grad(set_to_none=True)
+    got = memory_batch_loss(model, tok, items)
+    got.backward()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for a, b in zip((p.grad for p in params), g_want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_merged_validation_model_equals_the_adapted_forward(tiny_model_dir: Path) -> None:
+    from msa_agent.model.lora import merged
+
+    model = _model(tiny_model_dir)
+    add_lora(model, rank=4, alpha=8)
+    _trained_adapter(model)
+    ids = torch.randint(0, 49152, (2, 11))
+    with torch.no_grad():
+        want = model(ids)
+        with adapters_off(model):
+            base = model(ids)
+        with merged(model):
+            got = model(ids)
+            assert not any(isinstance(m, LoRALinear) for m in model.modules())
+        with merged(model, base_only=True):
+            got_base = model(ids)
+        again = model(ids)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got_base, base, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, want, atol=0, rtol=0)  # the adapters are back
+    assert model.layers[0].self_attn.w_qkv is None
+
+
+def test_validation_sets_hold_unanswerable_questions_in_every_domain() -> None:
+    from msa_agent.train.reader import Item, pick_validation
+
+    ex = make_examples(240, 1, "val", Mix(), max_code_files=300)
+    items = [Item([], [], [], e) for e in ex]
+    val = pick_validation(items, 12, 0.25)
+    for d in ("contracts", "code", "logs"):
+        assert len(val[d]) == 12
+        assert sum(not it.ex.answerable for it in val[d]) == 3, d
+
+
+def test_training_data_has_hard_negatives_in_every_domain() -> None:
+    ex = make_examples(400, 0, "train", Mix(), max_code_files=300)
+    for d in ("contracts", "code", "logs"):
+        dom = [e for e in ex if e.domain == d]
+        share = sum(not e.answerable for e in dom) / len(dom)
+        assert 0.06 <= share <= 0.25, (d, share)
+    kinds = {e.kind for e in ex if not e.answerable}
+    assert {"raise_removed", "cut_function", "absent_param"} & kinds and {"other_sensor_time", "not_replaced"} & kinds
+    for e in ex:  # code distractors come from other files
+        if e.domain == "code" and len(e.docs) > 1:
+            main = e.docs[e.gold] if e.answerable else e.docs[0]
+            assert sum(d.path == main.path for d in e.docs) == 1 or not e.answerable

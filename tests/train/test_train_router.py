@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,17 @@ def {pkg}_handler_{i}(value, limit={i * 7}):
     return value * {i + 2}
 ''')
         (d / "core.py").write_text("\n".join(body))
-    return make_router_data(seed, roots=[site], contracts=4, logs=2, workers=1, val_fraction=0.3, log=lambda m: None)
+    # Prose for needles: a text document of the package, and one of numpy (the evaluation haystack's
+    # prose package), which needles must never take filler from.
+    (site / "alpha" / "GUIDE.md").write_text("# Guide\n\n" + " ".join(
+        f"The alpha reader keeps weather report number {w} safe until the morning shift arrives." for w in
+        ("one", "two", "three", "four", "five", "six", "seven", "eight")) + "\n")
+    (site / "numpy").mkdir()
+    (site / "numpy" / "NOTES.md").write_text("# Notes\n\n" + " ".join(
+        f"The haystack paragraph about arrays and dtypes is sentence {w} of many." for w in
+        ("one", "two", "three", "four", "five", "six", "seven", "eight")) + "\n")
+    return make_router_data(seed, roots=[site], contracts=4, logs=2, needles=48, workers=1, val_fraction=0.3,
+                            log=lambda m: None)
 
 
 def test_router_data_is_seeded_and_keeps_out_licences(tmp_path: Path) -> None:
@@ -116,6 +127,39 @@ def test_router_data_is_seeded_and_keeps_out_licences(tmp_path: Path) -> None:
     from msa_agent.train.router_data import _EXCLUDED_NAME
 
     assert _EXCLUDED_NAME.search("LICENSE.txt") and _EXCLUDED_NAME.search("copyright")
+
+
+def test_router_data_needles_name_a_key_inside_unrelated_prose(tmp_path: Path) -> None:
+    """Needle pairs: one fact sentence with a rare key in filler prose, the question names the key;
+    a group shares its fact wording (negatives differ in the key only); validation groups use
+    RULER's wording, which training never sees; no filler from the evaluation haystack's packages."""
+    from msa_agent.train.router_data import FACTS
+
+    data = _tiny_data(tmp_path)
+    train = [p for p in data.train if p.task == "needle"]
+    val = [p for p in data.val if p.task == "needle"]
+    assert train and val
+    assert all("special magic" not in p.question for p in train)
+    assert all("special magic" in p.question for p in val)
+    assert all("special magic" not in data.docs[p.doc].text for p in train)
+    wording: dict[str, set[int]] = {}
+    for p in train + val:
+        doc = data.docs[p.doc]
+        assert doc.group == p.group and doc.group.startswith("needles/")
+        assert "haystack paragraph" not in doc.text  # numpy's prose: the evaluation haystack's
+        assert 1000 <= len(doc.text) <= 3200
+        # The question names the key of a fact sentence of its group's wording in the document.
+        keys, kinds = [], set()
+        for i, (fact, _) in enumerate(FACTS):
+            pat = re.escape(fact).replace(re.escape("{key}"), r"([^.]+?)").replace(re.escape("{value}"), r"[^ ]+?")
+            found = re.findall(pat.replace(re.escape("{kind}"), r"\w+"), doc.text)
+            keys += found
+            kinds |= {i} if found else set()
+        assert keys and any(k in p.question for k in keys), (p.question, keys)
+        wording[p.group] = wording.get(p.group, kinds) & kinds
+    assert all(wording.values())  # one fact wording per group
+    assert len({data.docs[p.doc].text for p in train}) == len(train)
+    assert "the alpha reader keeps weather report" in " ".join(data.docs[p.doc].text.lower() for p in train)
 
 
 def test_train_router_tiny_end_to_end(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +179,9 @@ def test_train_router_tiny_end_to_end(tmp_path: Path, tiny_model_dir: Path, monk
     hist = rec["validation"]["history"]
     assert len(hist) >= 6
     best = max(hist, key=lambda h: h["mrr"])
+    by_task = rec["validation"]["after"]["recall@16_by_task"]
+    assert by_task["needle"]["n"] > 0 and sum(x["n"] for x in by_task.values()) == rec["validation"]["after"]["n"]
+    assert rec["training"]["data"]["train_tasks"]["needle"] > 0
     assert rec["validation"]["after"]["mrr"] == best["mrr"] and rec["training"]["exported_step"] >= 1
     files = sorted((out / "checkpoint").glob("layer-*.safetensors"))
     assert len(files) == len(engine.cfg.router_layers)
