@@ -81,14 +81,14 @@ def router(
 @train_app.command("reader")
 def reader(
     out: Annotated[Path, typer.Option("--out", help="Where the adapter (.safetensors) and its JSON record go.")],
-    examples: Annotated[int, typer.Option("--examples", min=1, help="Training examples generated.")] = 48000,
+    examples: Annotated[int, typer.Option("--examples", min=1, help="Training examples generated.")] = 60000,
     minutes: Annotated[float, typer.Option("--minutes", help="Training time budget (the schedule fits it).")] = 4.0,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,
     batch_tokens: Annotated[int, typer.Option("--batch-tokens", min=256, help="Padded tokens per step.")] = 32768,
     mem_every: Annotated[int, typer.Option("--mem-every", min=0, help="A memory-path micro-batch every N steps (0: off).")] = 4,
     val: Annotated[int, typer.Option("--val", min=0, help="Validation questions per domain (0: none).")] = 48,
     paths: Annotated[str, typer.Option("--paths", help="Validated paths: text, memory or both.")] = "text,memory",
-    code_files: Annotated[int, typer.Option("--code-files", min=1, help="Site-packages files read for code facts.")] = 4000,
+    code_files: Annotated[int, typer.Option("--code-files", min=1, help="Site-packages files read for code facts.")] = 16000,
     model: Annotated[Optional[str], typer.Option("--model", help="A GGUF file or HF directory (default: MSA_MODEL or the embedded model).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="Base weights' dtype.")] = "bfloat16",
