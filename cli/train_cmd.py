@@ -33,7 +33,7 @@ def router(
     max_files: Annotated[int, typer.Option("--max-files", min=1, help="Third-party package files read.")] = 3000,
     contracts: Annotated[int, typer.Option("--contracts", min=0, help="Synthetic contracts.")] = 1200,
     logs: Annotated[int, typer.Option("--logs", min=0, help="Synthetic sensor logs.")] = 600,
-    max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Training pairs kept.")] = 60000,
+    max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Training pairs kept.")] = 64000,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint directory to resume from and save to (default: OUT/checkpoint).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="A GGUF file or HF directory (default: MSA_MODEL or the embedded model).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
