@@ -26,6 +26,16 @@ and the selected documents' K̄/V̄ fetched from the segments (what `msa route` 
 round, both medians over the questions after a warm-up. Accuracy: the needle's document in the
 combined top-k (reciprocal-rank fusion of the layers' choices), and in any layer's top-k. Without
 --router the backbone's own attention keys route, which is at chance (DESIGN.md): the JSON says so.
+
+Lexical and hybrid, for the same questions, at every size whose documents are all in the store
+(built through `Store.commit`, so they have rows, raw text and the FTS5 index): `lexical` is what
+`msa route --mode lexical` ranks (`ask.Router.lexical`: the store's `lexical_search`, BM25, its
+document ids mapped to the bench's document indices through the paths the bench commits,
+`haystack/doc-<index>.txt`); `hybrid` is the product's hybrid round (`MaskedSelector` in mode
+`hybrid`: per router layer, reciprocal-rank fusion of the lexical ranking and that layer's routing
+scores, then the layers' choices fused as for msa). `lexical_ms` is the search alone, `hybrid_ms`
+the search and the prefill round, medians over the questions. Sizes past --store-max have no rows
+nor lexical index: their lexical and hybrid columns are null, with the reason in the JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -298,9 +309,8 @@ class BenchMemory:
     def __len__(self) -> int:
         return self.n
 
-    def top_docs(self, layer: int, q_r: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
-        from msa_agent.memory import topk_docs
-
+    def doc_scores(self, layer: int, q_r: torch.Tensor) -> torch.Tensor:
+        """Routing score of every document (n,) at one router layer (what hybrid routing fuses)."""
         cuda = self.device.type == "cuda"
         if cuda:
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -313,7 +323,12 @@ class BenchMemory:
             self.score_ms.append(a.elapsed_time(b))
         else:
             self.score_ms.append((time.perf_counter() - t0) * 1000)
-        idx, val = topk_docs(s, k)
+        return s
+
+    def top_docs(self, layer: int, q_r: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
+        from msa_agent.memory import topk_docs
+
+        idx, val = topk_docs(self.doc_scores(layer, q_r), k)
         return idx.tolist(), val.tolist()
 
     def fetch(self, layer: int, doc_indices: list[int], device=None):  # noqa: ANN001, ANN201
@@ -325,13 +340,66 @@ class BenchMemory:
         return k.transpose(0, 1), v.transpose(0, 1)
 
 
-def evaluate(args, engine, stream: DocStream, mem: BenchMemory) -> dict:  # noqa: ANN001
+DOC_PATH = re.compile(r"haystack/doc-(\d+)\.txt")  # the path commit_part gives bench document i
+
+
+def store_doc_index(store, n: int) -> dict[int, int]:  # noqa: ANN001
+    """Store document id -> bench document index, for the live documents of the first n. Read
+    from the paths commit_part writes (`haystack/doc-<index>.txt`), not assumed from the ids."""
+    from sqlalchemy import select
+
+    from msa_agent.store.schema import DocumentRow
+
+    with store.session() as s:
+        rows = s.execute(select(DocumentRow.id, DocumentRow.path).where(DocumentRow.tombstone.is_(False))).all()
+    out = {}
+    for doc_id, path in rows:
+        m = DOC_PATH.fullmatch(path)
+        if m and int(m.group(1)) < n:
+            out[int(doc_id)] = int(m.group(1))
+    return out
+
+
+class StoreLexical:
+    """The lexical ranking `msa route --mode lexical` gives (`ask.Router.lexical`: the store's
+    lexical_search, ids mapped to memory indices, unknown ids dropped), over the bench's document
+    indices: `self(text) -> (order, scores)`."""
+
+    def __init__(self, store, doc_index: dict[int, int], top_k: int) -> None:  # noqa: ANN001
+        from types import SimpleNamespace
+
+        # The attributes Router.lexical reads; collection None: every collection, as `msa route`
+        # without --collection.
+        self.store, self.collection, self.top_k = store, None, top_k
+        self.memory = SimpleNamespace(doc_index=doc_index)
+
+    def __call__(self, text: str) -> tuple[list[int], dict[int, float]]:
+        from msa_agent.ask import Router
+
+        return Router.lexical(self, text)
+
+
+def _median(xs: list[float], nd: int) -> float | None:
+    return round(statistics.median(xs), nd) if xs else None
+
+
+def _recall(xs: list[bool]) -> float | None:
+    return round(sum(xs) / len(xs), 3) if xs else None
+
+
+def evaluate(args, engine, stream: DocStream, mem: BenchMemory,  # noqa: ANN001
+             lexical: StoreLexical | None = None, no_lexical: str | None = None) -> dict:
     """Question rounds over a memory: latency and needle accuracy.
 
     The prompt and the routing queries are laid out as `msa route` lays them out (ask._prompt):
     only the question's tokens route (MaskedSelector), not the chat template's closing tokens,
     which training never saw as queries and which, under max over question tokens, score every
-    document's template alike."""
+    document's template alike.
+
+    With `lexical` (the store's lexical ranking), each question is also ranked lexically (as
+    `msa route --mode lexical`) and routed in hybrid mode (as `msa route --mode hybrid`: the
+    lexical search, then the prefill round with per-layer fusion); without it, those columns are
+    null and `no_lexical` says why."""
     from msa_agent.ask import SYSTEM, MaskedSelector, _prompt
 
     tok = engine.tok
@@ -340,7 +408,8 @@ def evaluate(args, engine, stream: DocStream, mem: BenchMemory) -> dict:  # noqa
     rows = []
     for rep, (q, d) in enumerate([qs[0]] * 2 + qs if qs else []):
         key, value = stream.needles[q]
-        prompt, qmask = _prompt(engine, [], 0, f"What is the special magic number for {key}?")
+        question = f"What is the special magic number for {key}?"
+        prompt, qmask = _prompt(engine, [], 0, question)
         sel = MaskedSelector(mem, "msa", args.top_k)
         sel.query_mask = qmask
         mem.score_ms.clear()
@@ -349,19 +418,50 @@ def evaluate(args, engine, stream: DocStream, mem: BenchMemory) -> dict:  # noqa
         engine.model.prefill(prefix, prompt, sel)
         sync(args.device)
         round_ms = (time.perf_counter() - t0) * 1000
+        route_ms = sum(mem.score_ms)  # msa's scoring alone (the hybrid round below scores too)
+        lex_row: dict = {}
+        if lexical is not None:
+            # `msa route --mode lexical`: the search alone, its top-k.
+            t0 = time.perf_counter()
+            order, _ = lexical(question)
+            lex_ms = (time.perf_counter() - t0) * 1000
+            lex_top = order[: args.top_k]
+            # `msa route --mode hybrid`: the search, then the round with per-layer fusion.
+            sync(args.device)
+            t0 = time.perf_counter()
+            order, _ = lexical(question)
+            hsel = MaskedSelector(mem, "hybrid", args.top_k, lexical=order)
+            hsel.query_mask = qmask
+            engine.model.prefill(prefix, prompt, hsel)
+            sync(args.device)
+            hyb_ms = (time.perf_counter() - t0) * 1000
+            hyb_top = [i for i, _ in hsel.combined()[: args.top_k]]
+            lex_row = {"lexical_ms": lex_ms, "hybrid_ms": hyb_ms, "hit_lexical": d in lex_top,
+                       "rank_lexical": lex_top.index(d) if d in lex_top else None,
+                       "hit_hybrid": d in hyb_top, "hit_hybrid_any_layer": any(d in c.docs for c in hsel.choices),
+                       "rank_hybrid": hyb_top.index(d) if d in hyb_top else None}
         if rep < 2:
             continue  # warm-up
         combined = [i for i, _ in sel.combined()[: args.top_k]]
-        rows.append({"question": q, "needle_doc": d, "route_ms": sum(mem.score_ms), "round_ms": round_ms,
+        rows.append({"question": q, "needle_doc": d, "route_ms": route_ms, "round_ms": round_ms,
                      "hit_combined": d in combined, "hit_any_layer": any(d in c.docs for c in sel.choices),
-                     "rank_combined": combined.index(d) if d in combined else None})
+                     "rank_combined": combined.index(d) if d in combined else None, **lex_row})
     n_docs = mem.n
+    lex_rows = rows if lexical is not None else []
     return {"questions": len(rows),
-            "route_ms_median": round(statistics.median(r["route_ms"] for r in rows), 3) if rows else None,
-            "round_ms_median": round(statistics.median(r["round_ms"] for r in rows), 1) if rows else None,
-            "recall_combined": round(sum(r["hit_combined"] for r in rows) / len(rows), 3) if rows else None,
-            "recall_any_layer": round(sum(r["hit_any_layer"] for r in rows) / len(rows), 3) if rows else None,
+            "route_ms_median": _median([r["route_ms"] for r in rows], 3),
+            "round_ms_median": _median([r["round_ms"] for r in rows], 1),
+            "recall_combined": _recall([r["hit_combined"] for r in rows]),
+            "recall_any_layer": _recall([r["hit_any_layer"] for r in rows]),
             "chance_combined": round(min(1.0, args.top_k / n_docs), 5),
+            # Lexical (`msa route --mode lexical`) and hybrid (`--mode hybrid`), same questions:
+            # null where the size's documents are not all in the store (lexical_note says why).
+            "recall_lexical": _recall([r["hit_lexical"] for r in lex_rows]),
+            "recall_hybrid": _recall([r["hit_hybrid"] for r in lex_rows]),
+            "recall_hybrid_any_layer": _recall([r["hit_hybrid_any_layer"] for r in lex_rows]),
+            "lexical_ms_median": _median([r["lexical_ms"] for r in lex_rows], 3),
+            "hybrid_ms_median": _median([r["hybrid_ms"] for r in lex_rows], 1),
+            "lexical_note": (None if lexical is not None else no_lexical or "not measured"),
             "rows": rows}
 
 
@@ -474,7 +574,32 @@ def main(argv: list[str] | None = None) -> dict:
             seg_bytes += p["bytes"]
             cum += p["docs"]
         mem = BenchMemory(args.work, prog["index"], n_docs[s], engine.cfg, args.device)
-        ev = evaluate(args, engine, stream, mem)
+        # Lexical and hybrid need every document of the size in the store (rows, text, FTS5).
+        in_store, cum = 0, 0
+        for p in parts:  # parts in document order; a size's documents end at a part's end
+            if cum >= n_docs[s]:
+                break
+            in_store += p["docs"] if p["path"] == "store" else 0
+            cum += p["docs"]
+        store, lexical, why = None, None, None
+        if in_store < n_docs[s]:
+            why = (f"not measured: only the first {in_store:,} of {n_docs[s]:,} documents went through "
+                   f"Store.commit (--store-max {args.store_max:,} tokens); the rest were written as segments "
+                   f"only, with no document rows, raw text or lexical (FTS5) index")
+        else:
+            from msa_agent.store import Store
+
+            store = Store.open(args.work / "store")
+            doc_index = store_doc_index(store, n_docs[s])
+            if len(doc_index) == n_docs[s]:
+                lexical = StoreLexical(store, doc_index, args.top_k)
+            else:
+                why = f"not measured: the store holds {len(doc_index):,} of the size's {n_docs[s]:,} documents"
+        try:
+            ev = evaluate(args, engine, stream, mem, lexical, why)
+        finally:
+            if store is not None:
+                store.close()
         row = {"tokens": tokens, "documents": n_docs[s], "chunks": mem.shard.chunk_hi,
                "build_path": sorted({p["path"] for p in parts}), "encode_s_total": round(enc_s, 1),
                "encode_tok_per_s": round(enc_tok / enc_s) if enc_s else None,
@@ -495,18 +620,37 @@ def main(argv: list[str] | None = None) -> dict:
                "routing": (f"trained router (cosine {m.cosine}, query reduce {m.query_reduce_method})"
                            if m.decouple_router else
                            "untrained: the backbone's attention keys route (at chance, DESIGN.md)"),
-               "top_k": args.top_k, "doc_tokens": args.doc_tokens, "sizes": results,
+               "top_k": args.top_k, "doc_tokens": args.doc_tokens,
+               "lexical_hybrid": ("lexical: ask.Router.lexical (the store's BM25 lexical_search, as msa route "
+                                  "--mode lexical), top-k; hybrid: MaskedSelector in mode hybrid (per-layer "
+                                  "reciprocal-rank fusion of lexical and the layer's routing, layers fused as "
+                                  "RecordingSelector.combined), top-k; measured only where every document of "
+                                  f"the size went through Store.commit (sizes <= --store-max {args.store_max:,})"),
+               "sizes": results,
                "seconds_this_call": round(time.perf_counter() - t_start, 1)}
     (args.out / "gpu_100m.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{dev_name}; routing: {summary['routing']}")
     print("| tokens | build path | encode tok/s | seg B/token | seg GB | route ms (scoring) | round ms | "
-          "needle in top-k (combined / any layer) | chance |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"needle in top-k (combined / any layer) | chance | needle top-{args.top_k}: msa / lexical / hybrid | "
+          "ms per question: lexical / hybrid |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def nm(x) -> str:  # noqa: ANN001
+        return "n/m" if x is None else str(x)
+
+    notes = []
     for r in results:
+        if r.get("recall_lexical") is None:
+            why = r.get("lexical_note") or ("not measured (a result from before these columns: delete the size's "
+                                            "file under WORK/results to measure it)")
+            notes.append(f"{r['tokens']:,} tokens: lexical/hybrid {why}")
         print(f"| {r['tokens']:,} | {'+'.join(r['build_path'])} | {r['encode_tok_per_s']:,} | "
               f"{r['segment_bytes_per_token']} | {r['segment_bytes'] / 1e9:.2f} | {r['route_ms_median']} | "
               f"{r['round_ms_median']} | {r['recall_combined']} / {r['recall_any_layer']} ({r['questions']} q) | "
-              f"{r['chance_combined']} |")
+              f"{r['chance_combined']} | {r['recall_combined']} / {nm(r.get('recall_lexical'))} / "
+              f"{nm(r.get('recall_hybrid'))} | {nm(r.get('lexical_ms_median'))} / {nm(r.get('hybrid_ms_median'))} |")
+    for line in notes:
+        print(f"n/m: {line}")
     return summary
 
 

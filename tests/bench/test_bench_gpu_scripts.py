@@ -40,6 +40,17 @@ def test_gpu_100m_tiny_on_cpu_builds_resumes_and_reports(tiny_model_dir: Path, t
         assert r["tokens"] >= [3000, 9000][rows.index(r)]
         assert 64 <= r["segment_bytes_per_token"] < 80  # 2 layers x (K, V) x 2 heads x 16 x fp16 / 4 tokens
     assert "untrained" in res["routing"]
+    # Lexical and hybrid at the size built through the store, for the same questions; the key word
+    # of each needle is rare, so BM25 finds its document.
+    store_row, seg_row = rows
+    assert store_row["recall_lexical"] >= 0.75 and 0 <= store_row["recall_hybrid"] <= 1
+    assert store_row["lexical_ms_median"] > 0 and store_row["hybrid_ms_median"] > 0
+    assert store_row["lexical_note"] is None
+    assert all("hit_lexical" in q and "hit_hybrid" in q for q in store_row["rows"])
+    # Past --store-max there are no rows nor lexical index: null, with the reason.
+    for k in ("recall_lexical", "recall_hybrid", "lexical_ms_median", "hybrid_ms_median"):
+        assert k in seg_row and seg_row[k] is None
+    assert "not measured" in seg_row["lexical_note"] and "lexical" in res["lexical_hybrid"]
     assert json.loads((tmp_path / "o" / "gpu_100m.json").read_text())["sizes"] == rows
     again = mod.main(common)  # finished sizes are read back, not rebuilt
     assert json.dumps(again["sizes"], sort_keys=True) == json.dumps(rows, sort_keys=True)
