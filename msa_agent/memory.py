@@ -25,6 +25,9 @@ from msa_agent.store.schema import DocumentRow
 
 MODES = ("auto", "msa", "lexical", "hybrid")
 RRF_K = 60.0
+# hybrid mode: the weight of the lexical ranking against one router layer's ranking in each
+# layer's fusion (bench/NOTES.md, hybrid weighting)
+HYBRID_LEXICAL_WEIGHT = 1.0
 ROUTE_BLOCK = 4096  # chunks per product on the reference path; shards start at its multiples
 
 
@@ -243,7 +246,7 @@ class RecordingSelector:
     mode: str
     top_k: int
     lexical: list[int] = field(default_factory=list)
-    fuse_weight_lexical: float = 1.0
+    fuse_weight_lexical: float = field(default_factory=lambda: HYBRID_LEXICAL_WEIGHT)
     attend_memory: bool = True
     choices: list[LayerChoice] = field(default_factory=list)
 
