@@ -218,12 +218,15 @@ class MemoryIndex:
         return kt.transpose(0, 1), vt.transpose(0, 1)  # (Hk, M, D) each
 
 
-def rrf(rankings: list[tuple[list[int], float]], n: int) -> torch.Tensor:
-    """Weighted reciprocal-rank fusion of several rankings of document indices into scores (n,)."""
+def rrf(rankings: list[tuple[list[int] | torch.Tensor, float]], n: int) -> torch.Tensor:
+    """Weighted reciprocal-rank fusion of several rankings of document indices into scores (n,):
+    a document at rank r (0-based) of a ranking of weight w gains w / (RRF_K + r + 1)."""
     out = torch.zeros(n)
     for order, weight in rankings:
-        for rank, i in enumerate(order):
-            out[i] += weight / (RRF_K + rank + 1)
+        idx = torch.as_tensor(order, dtype=torch.long).cpu()
+        if idx.numel():
+            ranks = torch.arange(1, idx.numel() + 1, dtype=torch.float64)
+            out.index_add_(0, idx, (weight / (RRF_K + ranks)).float())
     return out
 
 
@@ -264,7 +267,7 @@ class RecordingSelector:
             scores = [1.0 / (RRF_K + r + 1) for r in range(len(docs))]
         elif self.mode == "hybrid":
             s = mem.doc_scores(layer, q_r)  # (n,)
-            order = torch.argsort(s, descending=True, stable=True).tolist()
+            order = torch.argsort(s, descending=True, stable=True)
             idx, val = topk_docs(rrf([(self.lexical, self.fuse_weight_lexical), (order, 1.0)], n), k)
             docs, scores = idx.tolist(), val.tolist()
         else:
