@@ -93,6 +93,28 @@ def contains_answer(prediction: str, gold: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(g)}(?![A-Za-z0-9])", prediction, re.IGNORECASE) is not None
 
 
+def question_lines(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of a JSON-lines questions file: every object a dict with a string
+    "question"; blank lines skipped. Each bench checks its own further fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such questions file")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str):
+            raise BadInput(f"{path}:{n}: needs a string field \"question\"")
+        out.append((n, q))
+    if not out:
+        raise BadInput(f"{path}: no questions")
+    return out
+
+
 def mean(xs: Iterable[float]) -> float | None:
     xs = list(xs)
     return sum(xs) / len(xs) if xs else None

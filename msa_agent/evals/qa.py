@@ -20,7 +20,7 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 
 from .common import (Engines, Hooks, Results, Series, Table, check_mode, contains_answer, exact_match, machine, mean,
-                     write_outputs)
+                     question_lines, write_outputs)
 from .qa_corpus import make_corpus
 
 SYSTEMS = ("msa", "bm25", "dense")
@@ -49,26 +49,15 @@ class QAConfig:
 
 def load_questions(path: Path) -> list[dict]:
     """Questions from a JSON-lines file: {"question", "answer", "evidence": [paths], "hops"} per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such questions file")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not isinstance(q.get("answer"), str):
+    for n, q in question_lines(path):
+        if not isinstance(q.get("answer"), str):
             raise BadInput(f"{path}:{n}: needs string fields \"question\" and \"answer\"")
         ev = q.get("evidence", [])
         if not isinstance(ev, list) or not all(isinstance(e, str) for e in ev):
             raise BadInput(f"{path}:{n}: \"evidence\" must be a list of paths")
         out.append({"question": q["question"], "answer": q["answer"], "evidence": [_norm(e) for e in ev],
                     "hops": int(q.get("hops", max(1, len(ev))))})
-    if not out:
-        raise BadInput(f"{path}: no questions")
     return out
 
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 from msa_agent.reading import is_abstention, locate_quote
 
-from .common import Engines, Hooks, Results, Table, check_mode, contains_answer, machine, write_if_changed
+from .common import Engines, Hooks, Results, Table, check_mode, contains_answer, machine, question_lines, write_if_changed
 
 MODELS = ("base", "tuned")
 MODES = ("gold", "e2e")
@@ -94,19 +94,8 @@ class ReaderConfig:
 def load_questions(path: Path) -> list[dict]:
     """Questions from a JSON-lines file (see the module docstring), each as {"question", "evidence",
     "answers" (list, or None when unknown), "answerable", "category"}."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such questions file")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str):
-            raise BadInput(f"{path}:{n}: needs a string field \"question\"")
+    for n, q in question_lines(path):
         ev = q.get("evidence")
         if not isinstance(ev, list) or not ev or not all(isinstance(e, str) for e in ev):
             raise BadInput(f"{path}:{n}: \"evidence\" must be a non-empty list of paths")
@@ -123,8 +112,6 @@ def load_questions(path: Path) -> list[dict]:
         out.append({"question": q["question"], "evidence": [Path(e).as_posix().removeprefix("./") for e in ev],
                     "answers": [a for a in answers if a.strip()] if answerable and answers else None,
                     "answerable": answerable, "category": _category(q.get("category"))})
-    if not out:
-        raise BadInput(f"{path}: no questions")
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import Engines, Hooks, Results, Series, Table, machine, mean, write_if_changed, write_outputs
+from .common import Engines, Hooks, Results, Series, Table, machine, mean, question_lines, write_if_changed, write_outputs
 
 SYSTEMS = ("msa", "lexical", "hybrid", "bm25", "dense")
 KS = (1, 5, 16)
@@ -57,26 +57,13 @@ class RetrievalConfig:
 
 def load_questions(path: Path) -> list[dict]:
     """Questions from a JSON-lines file: {"question", "evidence": [paths], "answers"?, "category"?}."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such questions file")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str):
-            raise BadInput(f"{path}:{n}: needs a string field \"question\"")
+    for n, q in question_lines(path):
         ev = q.get("evidence")
         if not isinstance(ev, list) or not ev or not all(isinstance(e, str) for e in ev):
             raise BadInput(f"{path}:{n}: \"evidence\" must be a non-empty list of paths")
         out.append({"question": q["question"], "evidence": [Path(e).as_posix().removeprefix("./") for e in ev],
                     "answers": q.get("answers") or [], "category": str(q.get("category") or "all")})
-    if not out:
-        raise BadInput(f"{path}: no questions")
     return out
 
 
