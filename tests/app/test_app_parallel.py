@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ import torch.multiprocessing as mp
 from msa_agent.memory import MemoryIndex, score_documents, topk_docs
 from msa_agent.model.config import MSAConfig
 from msa_agent.parallel import KeyShard, ShardedRouter, merge_topk, shard_bounds
+
+# A hung collective fails the test in minutes instead of gloo's default half hour.
+COLLECTIVE_TIMEOUT = timedelta(seconds=180)
 
 H, HK, D, LAYERS, BLOCK = 6, 3, 16, 3, 64
 
@@ -62,7 +66,7 @@ def _one_process(counts, keys, queries, m, k):  # noqa: ANN001, ANN202
 
 
 def _worker(rank: int, world: int, init: str, out: str, k: int, cosine: bool) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
     torch.set_num_threads(1)
     counts, keys, queries = _memory()
     m = MSAConfig(normalize_router=cosine)
@@ -102,7 +106,7 @@ def test_two_gloo_processes_rank_exactly_as_one(tmp_path: Path, cosine: bool) ->
 
 def _store_worker(rank: int, world: int, init: str, store_path: str, model_dir: str, out: str, home: str) -> None:
     os.environ["MSA_HOME"] = home
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
     torch.set_num_threads(1)
     from msa_agent.engine import Engine
     from msa_agent.store import Store
