@@ -11,8 +11,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from msa_agent.model.config import Config, MSAConfig
-from msa_agent.model.model import MSAModel
+from gpu_encode import default_geometry_model  # bench/ is on sys.path when run as a script
 from msa_agent.model.packed import PackedEncoder
 
 
@@ -22,14 +21,7 @@ def main() -> None:
     ap.add_argument("--packs", type=int, default=4)
     ap.add_argument("--rows", type=int, default=25)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    cfg = Config(arch="llama", vocab_size=49152, n_layer=30, n_embd=576, n_head=9, n_kv_head=3, intermediate_size=1536,
-                 rope_theta=100000.0, msa=MSAConfig(decouple_router=True))
-    model = MSAModel(cfg)
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.02)
-    model = model.to("cuda", torch.bfloat16).eval().fuse()
-    model.inv_freq = model.inv_freq.float()
+    model = default_geometry_model("cuda")
     g = torch.Generator().manual_seed(1)
     lengths = torch.randint(200, 1001, (args.packs * args.pack_tokens // 600,), generator=g).tolist()
     docs = [torch.randint(0, 49152, (n,), generator=g).tolist() for n in lengths]

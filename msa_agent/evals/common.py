@@ -93,6 +93,20 @@ def contains_answer(prediction: str, gold: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(g)}(?![A-Za-z0-9])", prediction, re.IGNORECASE) is not None
 
 
+def evidence_path(p: str) -> str:
+    """An evidence path of a questions file as the benches compare it: POSIX, no leading ./"""
+    return Path(p).as_posix().removeprefix("./")
+
+
+def digest_dir(root: Path) -> str:
+    """A digest of every file's relative path and bytes under root (a corpus's identity for resume)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
 def question_lines(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) of a JSON-lines questions file: every object a dict with a string
     "question"; blank lines skipped. Each bench checks its own further fields."""

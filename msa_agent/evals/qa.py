@@ -20,7 +20,7 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 
 from .common import (Engines, Hooks, Results, Series, Table, check_mode, contains_answer, exact_match, machine, mean,
-                     question_lines, write_outputs)
+                     digest_dir, evidence_path, question_lines, write_outputs)
 from .qa_corpus import make_corpus
 
 SYSTEMS = ("msa", "bm25", "dense")
@@ -56,21 +56,9 @@ def load_questions(path: Path) -> list[dict]:
         ev = q.get("evidence", [])
         if not isinstance(ev, list) or not all(isinstance(e, str) for e in ev):
             raise BadInput(f"{path}:{n}: \"evidence\" must be a list of paths")
-        out.append({"question": q["question"], "answer": q["answer"], "evidence": [_norm(e) for e in ev],
+        out.append({"question": q["question"], "answer": q["answer"], "evidence": [evidence_path(e) for e in ev],
                     "hops": int(q.get("hops", max(1, len(ev))))})
     return out
-
-
-def _norm(p: str) -> str:
-    return Path(p).as_posix().removeprefix("./")
-
-
-def _digest_dir(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()[:16]
 
 
 def systems_list(cfg: QAConfig) -> list[tuple[str, int | None]]:
@@ -113,7 +101,7 @@ def run_qa(cfg: QAConfig, out_dir: Path, engines: Engines, *, corpus: Path | Non
     enc, gen = engines.encode, engines.generate
     config = {"bench": "qa", **asdict(cfg), "model": enc.fingerprint, "corpus": source,
               "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16],
-              "corpus_digest": _digest_dir(corpus), "judge": getattr(judge, "fingerprint", None),
+              "corpus_digest": digest_dir(corpus), "judge": getattr(judge, "fingerprint", None),
               "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
     results = Results(out_dir, "qa", config, fresh=fresh, extendable=("ks", "systems", "limit"))
     plan = [(s, k, i) for i in range(len(qs)) for s, k in systems_list(cfg)]

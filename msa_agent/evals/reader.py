@@ -49,7 +49,8 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 from msa_agent.reading import is_abstention, locate_quote
 
-from .common import Engines, Hooks, Results, Table, check_mode, contains_answer, machine, question_lines, write_if_changed
+from .common import (Engines, Hooks, Results, Table, check_mode, contains_answer, digest_dir, evidence_path, machine,
+                     question_lines, write_if_changed)
 
 MODELS = ("base", "tuned")
 MODES = ("gold", "e2e")
@@ -109,7 +110,7 @@ def load_questions(path: Path) -> list[dict]:
             raise BadInput(f"{path}:{n}: \"answerable\" must be true or false")
         if answers == []:
             answerable = False
-        out.append({"question": q["question"], "evidence": [Path(e).as_posix().removeprefix("./") for e in ev],
+        out.append({"question": q["question"], "evidence": [evidence_path(e) for e in ev],
                     "answers": [a for a in answers if a.strip()] if answerable and answers else None,
                     "answerable": answerable, "category": _category(q.get("category"))})
     return out
@@ -414,14 +415,6 @@ def evidence_passages(corpus: Path, rels: list[str]) -> list:
 # ---- the run --------------------------------------------------------------------------------------
 
 
-def _digest_dir(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()[:16]
-
-
 def _key(name: str, fp: str, mode: str, i: int) -> str:
     return f"{name}/{fp[:12]}/{mode}/{i}"
 
@@ -461,7 +454,7 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
     qs = load_questions(questions)
     fps = {name: models.fingerprint(name) for name in names}
     config = {"bench": "reader", **{k: v for k, v in asdict(cfg).items() if k not in ("models", "modes")},
-              "corpus": source, "corpus_digest": _digest_dir(corpus),
+              "corpus": source, "corpus_digest": digest_dir(corpus),
               "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16], "fingerprints": fps,
               "models": names, "modes": cfg.modes}
     results = Results(out_dir, "reader", config, fresh=fresh, extendable=("models", "modes", "fingerprints"))

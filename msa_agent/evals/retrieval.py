@@ -28,7 +28,8 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import Engines, Hooks, Results, Series, Table, machine, mean, question_lines, write_if_changed, write_outputs
+from .common import (Engines, Hooks, Results, Series, Table, digest_dir, evidence_path, machine, mean, question_lines,
+                     write_if_changed, write_outputs)
 
 SYSTEMS = ("msa", "lexical", "hybrid", "bm25", "dense")
 KS = (1, 5, 16)
@@ -62,7 +63,7 @@ def load_questions(path: Path) -> list[dict]:
         ev = q.get("evidence")
         if not isinstance(ev, list) or not ev or not all(isinstance(e, str) for e in ev):
             raise BadInput(f"{path}:{n}: \"evidence\" must be a non-empty list of paths")
-        out.append({"question": q["question"], "evidence": [Path(e).as_posix().removeprefix("./") for e in ev],
+        out.append({"question": q["question"], "evidence": [evidence_path(e) for e in ev],
                     "answers": q.get("answers") or [], "category": str(q.get("category") or "all")})
     return out
 
@@ -249,14 +250,6 @@ def make_corpus(seed: int, size: int, out: Path) -> tuple[Path, Path]:
 # ---- the run -------------------------------------------------------------------------------------------
 
 
-def _digest_dir(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()[:16]
-
-
 def score(evidence: list[str], ranked_paths: list[str]) -> dict:
     """Recall@k: share of evidence files among the top-k documents' files; rank of the first hit."""
     ev = set(evidence)
@@ -298,7 +291,7 @@ def run_retrieval(cfg: RetrievalConfig, out_dir: Path, engines: Engines, *, corp
     trained = bool(enc.cfg.msa.decouple_router)
     config = {"bench": "retrieval", **asdict(cfg), "model": enc.fingerprint, "corpus": source,
               "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16],
-              "corpus_digest": _digest_dir(corpus), "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
+              "corpus_digest": digest_dir(corpus), "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
     results = Results(out_dir, "retrieval", config, fresh=fresh, extendable=("systems", "limit"))
     plan = [(s, i) for i in range(len(qs)) for s in cfg.systems]
     hooks.plan(len(plan))
