@@ -224,19 +224,8 @@ def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_di
         files.append(router_file)
     if adapter_file is not None:
         files.append(Path(adapter_file))
-    memo_path = cache_dir / "file-digests.json"
-    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
-    changed = False
     for f in files:
-        st = f.stat()
-        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if key not in memo:
-            memo[key] = _sha256(f)
-            changed = True
-        h.update(f.name.encode() + memo[key].encode())
-    if changed:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        memo_path.write_text(json.dumps(memo))
+        h.update(f.name.encode() + _memo_sha256(f, cache_dir).encode())
     m = cfg.msa
     h.update(json.dumps({
         "layers": cfg.router_layers, "P": m.pooling_kernel_size, "decouple": m.decouple_router,
@@ -308,6 +297,7 @@ def shipped_router(model_dir: Path, cache_dir: Path, trained_dir: Path = TRAINED
 
 
 def _memo_sha256(f: Path, cache_dir: Path) -> str:
+    """sha256 of a file, remembered in cache_dir/file-digests.json by path, size and mtime."""
     memo_path = cache_dir / "file-digests.json"
     memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
     st = f.stat()
