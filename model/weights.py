@@ -60,12 +60,7 @@ def resolve_model_dir(spec: str | Path | None, cache_dir: Path) -> Path:
         raise ModelNotFound(f"{path}: no such model file or directory")
     if path.suffix != ".gguf":
         raise ModelNotFound(f"{path}: expected a .gguf file or an HF model directory")
-    stat = path.stat()
-    # Hashing 100 MB on every start is wasteful: key the digest on path, size and mtime.
-    stamp = cache_dir / "gguf-digests.json"
-    digests = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    digest = digests.get(key) or _sha256(path)
+    digest = _memo_sha256(path, cache_dir)  # hashing 100 MB on every start would be wasteful
     out = cache_dir / f"{digest[:16]}-v{CONVERTER_VERSION}"
     if not (out / "model.safetensors").is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -79,9 +74,6 @@ def resolve_model_dir(spec: str | Path | None, cache_dir: Path) -> Path:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    digests[key] = digest
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(digests))
     return out
 
 
@@ -297,13 +289,21 @@ def shipped_router(model_dir: Path, cache_dir: Path, trained_dir: Path = TRAINED
 
 
 def _memo_sha256(f: Path, cache_dir: Path) -> str:
-    """sha256 of a file, remembered in cache_dir/file-digests.json by path, size and mtime."""
+    """sha256 of a file, remembered in cache_dir/file-digests.json by path, size and mtime.
+
+    Several msa processes share the memo (an ask beside a scheduled ingest, memory-parallel ranks):
+    it is replaced atomically, and an unreadable one only costs a re-hash."""
     memo_path = cache_dir / "file-digests.json"
-    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
     st = f.stat()
     key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     if key not in memo:
         memo[key] = _sha256(f)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        memo_path.write_text(json.dumps(memo))
+        tmp = memo_path.with_name(f"{memo_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
     return memo[key]
