@@ -62,6 +62,14 @@ class Tokenizer:
             return self.encode(f"{IM_START}[{doc_id}]. {text}[{doc_id}]{IM_END}")
         return self.encode(f"{IM_START}document\n{text}{IM_END}\n")
 
+    def documents(self, texts: list[str], doc_ids: list[int] | None = None) -> list[list[int]]:
+        """`document` for many texts in one call: the tokenizer works through them on all cores."""
+        if doc_ids is not None:
+            forms = [f"{IM_START}[{i}]. {t}[{i}]{IM_END}" for t, i in zip(texts, doc_ids, strict=True)]
+        else:
+            forms = [f"{IM_START}document\n{t}{IM_END}\n" for t in texts]
+        return self.encode_batch(forms)
+
     def chat_prefix(self, system: str) -> list[int]:
         """The template prefix that precedes the memory slots: system turn and the user header."""
         return self.encode(f"{IM_START}system\n{system}{IM_END}\n{IM_START}user\n")

@@ -13,6 +13,8 @@ import torch
 from msa_agent.errors import BadInput
 from msa_agent.model.config import Config
 from msa_agent.model.model import Encoded, MSAModel
+
+_TOKENIZE_BATCH = 2048  # texts per tokenizer call: all cores busy, bounded memory
 from msa_agent.model.tokenizer import Tokenizer
 from msa_agent.model.weights import (ModelNotFound, fingerprint, load_model, resolve_model_dir, router_msa_config,
                                      shipped_router)
@@ -97,13 +99,14 @@ class Engine:
     def doc_tokens(self, texts: list[str], ids: list[int] | None = None) -> list[list[int]]:
         """Token ids of memory documents as encoded (their own ChatML turn), truncated to the
         context. The reference protocol writes each document's id at both ends: pass `ids`."""
-        if self.protocol == "reference":
-            if ids is None:
-                raise ValueError("the reference protocol encodes documents with their ids")
-            out = [self.tok.document(t, i) for t, i in zip(texts, ids)]
-        else:
-            out = [self.tok.document(t) for t in texts]
-        return [ids[: self.max_doc_tokens] for ids in out]
+        if self.protocol == "reference" and ids is None:
+            raise ValueError("the reference protocol encodes documents with their ids")
+        out: list[list[int]] = []
+        for s in range(0, len(texts), _TOKENIZE_BATCH):
+            part = texts[s : s + _TOKENIZE_BATCH]
+            got = self.tok.documents(part, ids[s : s + _TOKENIZE_BATCH] if self.protocol == "reference" else None)
+            out += [t[: self.max_doc_tokens] for t in got]
+        return out
 
     def encode_batches(self, token_lists: list[list[int]], batch_tokens: int | None = None) -> Iterator[tuple[list[int], Encoded]]:
         """Encode documents in length-sorted batches of about `batch_tokens` padded tokens

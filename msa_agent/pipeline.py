@@ -283,6 +283,10 @@ class _Run:
             if p is not None:
                 pending.append(p)
         report.skipped = dict(sorted(self.skipped.items()))
+        flat = [(p, d, i) for p in pending for d, i in zip(p.docs, p.ids)]
+        toks = self.engine.doc_tokens([doc_text(d) for _, d, _ in flat], [i for _, _, i in flat])
+        for (p, _, _), t in zip(flat, toks, strict=True):
+            p.tokens.append(t)
         total_tokens = sum(len(t) for p in pending for t in p.tokens)
         progress.on_plan(len(pending), total_tokens)
         t_enc = time.perf_counter()
@@ -371,12 +375,11 @@ class _Run:
         report.reused_documents += len(upd.reused)
         report.documents += len(upd.reused)
         ids = self.new_ids(len(fresh))
-        toks = self.engine.doc_tokens([doc_text(d) for d in fresh], ids)
         if old is None:
             report.added += 1
         else:
             report.updated += 1
-        return _Pending(upd, fresh, keys, ids, toks)
+        return _Pending(upd, fresh, keys, ids, [])  # tokens: run() tokenizes every pending file at once
 
     def encode_and_commit(self, batch: list[_Pending]) -> None:
         store, engine, report, progress = self.store, self.engine, self.report, self.progress

@@ -128,7 +128,7 @@ def document_features(engine, texts: list[str], *, batch_tokens: int, store_dtyp
     model, cfg = engine.model, engine.cfg
     layers, P = cfg.router_layers, cfg.msa.pooling_kernel_size
     dev = model.embed_tokens.weight.device
-    toks = _doc_tokens(engine, texts)
+    toks = engine.doc_tokens(texts)
     n_chunks = torch.tensor([(len(t) + P - 1) // P for t in toks])
     start = torch.cumsum(n_chunks, 0) - n_chunks
     total = int(n_chunks.sum())
@@ -161,18 +161,6 @@ def document_features(engine, texts: list[str], *, batch_tokens: int, store_dtyp
         dt = time.perf_counter() - t0
         log(f"documents: {len(toks)} ({done:,} tokens, {total:,} chunks) in {dt:.1f} s, {done / max(dt, 1e-9):,.0f} tokens/s")
     return out, start, n_chunks
-
-
-def _doc_tokens(engine, texts: list[str]) -> list[list[int]]:  # noqa: ANN001
-    """engine.doc_tokens, with the tokenizer's parallel batch encoding when it gives the same ids."""
-    from msa_agent.model.tokenizer import IM_END, IM_START
-
-    if not texts or engine.protocol != "router-loop":
-        return engine.doc_tokens(texts)
-    fast = engine.tok.encode_batch([f"{IM_START}document\n{t}{IM_END}\n" for t in texts])
-    if fast[0] != engine.doc_tokens(texts[:1])[0] or fast[-1] != engine.doc_tokens(texts[-1:])[0]:
-        return engine.doc_tokens(texts)
-    return [ids[: engine.max_doc_tokens] for ids in fast]
 
 
 def question_layout(engine, question: str, max_tokens: int,  # noqa: ANN001
