@@ -134,7 +134,7 @@ def run_qa(cfg: QAConfig, out_dir: Path, engines: Engines, *, corpus: Path | Non
             else:
                 if s not in retrievers:
                     hooks.message(f"indexing {len(docs)} documents for {s}")
-                    retrievers[s] = rag.BM25(docs) if s == "bm25" else rag.Dense(docs, dense_model)
+                    retrievers[s] = rag.BM25(docs) if s == "bm25" else rag.Dense(docs, dense_model, device=str(enc.device))
                 t0 = time.perf_counter()
                 top = retrievers[s].search(q["question"], k)
                 retrieve_ms = (time.perf_counter() - t0) * 1000

@@ -78,7 +78,7 @@ class Dense:
     name = "dense"
 
     def __init__(self, docs: list[Passage], model_dir: Path | None = None, *, batch: int = 32,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, device: str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
@@ -86,7 +86,9 @@ class Dense:
         if not (model_dir / "config.json").is_file():
             raise BadInput(f"{model_dir}: not a transformers model directory (no config.json)")
         self.tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+        # fp32 whatever the file holds (a half-precision copy is what fits the GPU machine's carry)
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).float().to(device).eval()
+        self.device = device
         self.max_length = max_length or _max_seq_length(model_dir)
         self.batch = batch
         self.n = len(docs)
@@ -97,11 +99,11 @@ class Dense:
         out = []
         for i in range(0, len(texts), self.batch):
             enc = self.tok(texts[i : i + self.batch], padding=True, truncation=True, max_length=self.max_length,
-                           return_tensors="pt")
+                           return_tensors="pt").to(self.device)
             h = self.model(**enc).last_hidden_state  # (B, T, H)
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)  # (B, T, 1)
             e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, H)
-            out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
+            out.append(torch.nn.functional.normalize(e, dim=-1).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def search(self, query: str, k: int) -> list[int]:

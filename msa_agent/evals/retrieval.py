@@ -327,7 +327,7 @@ def run_retrieval(cfg: RetrievalConfig, out_dir: Path, engines: Engines, *, corp
             else:
                 if s not in retrievers:
                     hooks.message(f"indexing {len(docs)} documents for {s}")
-                    retrievers[s] = rag.BM25(docs) if s == "bm25" else rag.Dense(docs, dense_model)
+                    retrievers[s] = rag.BM25(docs) if s == "bm25" else rag.Dense(docs, dense_model, device=str(enc.device))
                 t0 = time.perf_counter()
                 top = retrievers[s].search(q["question"], cfg.top_k)
                 ms = (time.perf_counter() - t0) * 1000
