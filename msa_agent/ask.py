@@ -9,6 +9,7 @@ layers it also attends to the pooled K̄/V̄ of the documents routing selected.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,7 +160,26 @@ def route(store: Store, engine: Engine, question: str, *, collection: str | None
             "timing": {"route_ms": round(ms, 1)}, "memory": {"documents": len(router.memory), "chunks": router.memory.n_chunks}}
 
 
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(])")
+
+
+def bridge_lines(question: str, new_docs: list[str]) -> list[str]:
+    """What a later round routes with, besides the question: the sentences of the newest evidence
+    that share the most content words with the question (the bridge: "Project X is run by the Y
+    Squad." for "who is on call for the team behind project X?"). The whole evidence would drown
+    the bridge in the words every document of its kind shares, and the sentences of weaker
+    documents would bring in their own bridges. Empty when no sentence shares a word: the round
+    then routes with the whole newest evidence."""
+    qwords = content_words(question)
+    lines = [u.strip() for text in new_docs for ln in text.splitlines() for u in _SENTENCE.split(ln) if u.strip()]
+    scores = [len(qwords & content_words(ln)) for ln in lines]
+    best = max(scores, default=0)
+    return [] if best == 0 else list(dict.fromkeys(ln for ln, sc in zip(lines, scores) if sc == best))
+
+
 def _route_round(router: Router, engine: Engine, question: str, evidence: list[str], new_from: int) -> list[RouteHit]:
+    """One routing round: the router layers query with the question and the newest evidence
+    (prompt-token mask), the lexical index with their text."""
     query_text = "\n".join([question, *evidence[new_from:]])
     if router.mode == "lexical":
         order, scores = router.lexical(query_text)
@@ -207,9 +227,14 @@ def ask(
     spent = 0
     round_log: list[dict] = []
     new_from = 0
+    new_docs: list[str] = []  # the last round's documents' text
     for r in range(max(1, rounds)):
         tr = time.perf_counter()
-        hits = _route_round(router, engine, question, evidence, new_from)
+        bridge = bridge_lines(question, new_docs) if r > 0 else []
+        if bridge:  # route with the question and the bridge in place of the newest evidence
+            hits = _route_round(router, engine, question, [*evidence[:new_from], "\n".join(bridge)], new_from)
+        else:
+            hits = _route_round(router, engine, question, evidence, new_from)
         have = {h.index for h in injected}
         fresh = [h for h in hits if h.index not in have]
         limit = first_round_docs if r == 0 else per_round_docs
@@ -236,6 +261,7 @@ def ask(
             chosen.append((h, block))
             spent += cost
         new_from = len(evidence)
+        new_docs = [router.memory.docs[h.index].text for h, _ in chosen]
         for h, block in chosen:
             evidence.append(block)
             injected.append(h)

@@ -118,3 +118,15 @@ def test_another_models_store_is_refused_until_reencoded(corpus, store, engine, 
     assert route(store, other_engine, "pump", mode="msa")["docs"]
     with pytest.raises(FingerprintMismatch):
         route(store, engine, "pump")
+
+
+def test_bridge_lines_keep_the_sentences_that_match_the_question_best():
+    from msa_agent.ask import bridge_lines
+
+    project = "# Project Efboxi\n\nProject Efboxi is run by the Stoke Squad. It migrates billing reports to the warehouse.\n"
+    other = "# Project Cenioxi\n\nProject Cenioxi is run by the Oblu Crew. It migrates billing reports to the warehouse.\n"
+    q = "who is on call for the people responsible for project Efboxi?"
+    assert bridge_lines(q, [project, other]) == ["# Project Efboxi", "Project Efboxi is run by the Stoke Squad."]
+    # Nothing shared with the question: no bridge (the round routes with the whole evidence).
+    assert bridge_lines("what is the moon made of?", [project]) == []
+    assert bridge_lines(q, []) == []
