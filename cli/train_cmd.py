@@ -93,6 +93,8 @@ def reader(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="Base weights' dtype.")] = "bfloat16",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the data and the adapters.")] = 0,
+    init_adapter: Annotated[Optional[Path], typer.Option("--init-adapter", help="Go on training this adapter (same rank) instead of starting from zero.")] = None,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 5e-4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Fine-tune the backbone as a reader (low-rank adapters): answers drawn from the evidence, or "Not stated."."""
@@ -105,7 +107,9 @@ def reader(
             raise BadInput(f"--paths: text and/or memory, got {paths!r}")
         cfg = ReaderTrainConfig(examples=examples, val_per_domain=val, seed=seed, batch_tokens=batch_tokens,
                                 time_budget_s=minutes * 60, max_steps=max_steps, mem_every=mem_every,
-                                max_code_files=code_files)
+                                max_code_files=code_files, init_adapter=init_adapter, lr=lr)
+        if init_adapter is not None and not init_adapter.is_file():
+            raise BadInput(f"{init_adapter}: no such adapter file")
         record = run(model, out, cfg, device=device, dtype=dtype,
                      log=lambda m: _err.print(m, highlight=False, markup=False, soft_wrap=True), validate_paths=chosen)
     except MSAError as e:

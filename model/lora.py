@@ -169,6 +169,22 @@ def save_adapter(model: MSAModel, path: Path, *, dtype: torch.dtype = torch.bflo
     return path
 
 
+def load_lora(model: MSAModel, path: Path, rank: int, alpha: float) -> None:
+    """Set the adapters `add_lora` put on `model` to those of an adapter file (to go on training
+    it); the file must have the same rank and alpha and cover every adapted layer."""
+    tensors, scale = read_adapter(path)
+    if abs(scale - alpha / rank) > 1e-6:
+        raise ValueError(f"{path}: alpha/rank {scale:g}, the adapters here have {alpha / rank:g}")
+    own = {key: lin for key, parent, name in _targets(model) if isinstance(lin := getattr(parent, name), LoRALinear)}
+    for key, lin in own.items():
+        a, b = tensors.get(f"{key}.lora_a"), tensors.get(f"{key}.lora_b")
+        if a is None or b is None or a.shape != lin.lora_a.shape or b.shape != lin.lora_b.shape:
+            raise ValueError(f"{path}: no adapter of the right shape for {key}")
+        with torch.no_grad():
+            lin.lora_a.copy_(a)
+            lin.lora_b.copy_(b)
+
+
 def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], float]:
     """The adapter tensors (fp32) and their scale alpha / rank."""
     with safe_open(str(path), framework="pt") as sf:

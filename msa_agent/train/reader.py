@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from msa_agent.model.lora import LoRALinear, add_lora, backbone_bytes, backbone_id, merged, save_adapter
+from msa_agent.model.lora import LoRALinear, add_lora, backbone_bytes, load_lora, backbone_id, merged, save_adapter
 from msa_agent.model.model import KVCache, MSAModel, rope_cos_sin
 from msa_agent.model.tokenizer import Tokenizer
 from msa_agent.reading import ABSTAIN, SYSTEM, is_abstention, locate_quote, prompt_pieces
@@ -58,6 +58,7 @@ class ReaderTrainConfig:
     max_new_tokens: int = 24
     log_every: int = 20
     mix: Mix = field(default_factory=Mix)
+    init_adapter: Path | None = None  # start from this adapter (same rank and alpha) instead of zero
 
 
 # ---- tokenised examples -----------------------------------------------------------------------
@@ -443,6 +444,9 @@ def train_reader(model: MSAModel, tok: Tokenizer, cfg: ReaderTrainConfig, out_di
     params = add_lora(model, cfg.rank, cfg.alpha, cfg.seed)
     n_params = sum(p.numel() for p in params)
     log(f"adapters: rank {cfg.rank}, alpha {cfg.alpha}, {n_params:,} parameters")
+    if cfg.init_adapter is not None:
+        load_lora(model, cfg.init_adapter, cfg.rank, cfg.alpha)
+        log(f"adapters start from {cfg.init_adapter}")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99), fused=True if cuda else None)
     plan = batches(items, cfg.batch_tokens, rng)
     prefix0 = items[0].prefix if items else []
@@ -540,7 +544,7 @@ def train_reader(model: MSAModel, tok: Tokenizer, cfg: ReaderTrainConfig, out_di
     record = {
         "backbone": backbone_id(model_dir) if model_dir is not None else None,
         "backbone_bytes": backbone_bytes(model_dir) if model_dir is not None else None,
-        "config": {k: v for k, v in asdict(cfg).items()},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "data": {"examples": len(items), "by_domain": by_domain, "tokens": n_tok, "answer_tokens": n_ans,
                  "unanswerable": sum(not it.ex.answerable for it in items), "unanswerable_by_domain": neg_by_domain,
                  "seconds": round(data_s, 1)},

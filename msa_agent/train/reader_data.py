@@ -16,6 +16,11 @@ Python standard library, /usr/share/common-licenses, /usr/share/doc/*/copyright,
 - logs: sensor-log windows with events (alarms, threshold peaks, replacements, firmware changes);
   negatives: a sensor or event the window does not hold, a sensor at a timestamp where another
   reports, a replacement of a sensor that was not replaced.
+- two-hop: a note relates company A to company B (parent, auditor, distributor, insurer, landlord,
+  carrier), B's profile holds the answer; the question names A and the relation only; A's own
+  profile and other profiles are distractors; negatives: B's profile lacks the attribute;
+- lists: registers (warehouse bins, door badges, deployments, cost-centre bookings) where a key has
+  several values; the answer lists all of them in document order, for one key or several.
 Distractors are documents of the same domain (another contract, another module, another window).
 Question templates are split: validation sets use templates training never saw.
 """
@@ -804,14 +809,175 @@ def code_examples(rng: random.Random, n: int, split: str, seed: int, max_files: 
     return [_with_distractors(rng, e, lambda e=e: other_file(e.docs[0].path), p=0.3) for e in facts]
 
 
+# ---- composed questions: two hops, and every value ------------------------------------------------
+
+# Relations training uses; the benches' "guarantees" and "supplies ... under its supply agreement"
+# are left out on purpose (they test whether the skill carries over to relations never seen).
+_RELATIONS = (
+    ("parent company", ("{A} is a wholly owned subsidiary of {B}.", "{B} holds all the shares of {A}."),
+     ("the parent company of {a}", "the company that owns {a}")),
+    ("auditor", ("{B} has audited the accounts of {A} since {year}.", "The statutory auditor of {A} is {B}."),
+     ("the auditor of {a}", "the firm that audits {a}")),
+    ("distributor", ("{A} appoints {B} as its exclusive distributor for {region}.",
+                     "{B} distributes the products of {A} in {region}."),
+     ("the distributor of {a}", "the company that distributes {a}'s products")),
+    ("insurer", ("{A} is insured against product liability by {B}.", "The liability insurer of {A} is {B}."),
+     ("the insurer of {a}", "the company that insures {a}")),
+    ("landlord", ("{A} leases its warehouse from {B}.", "The premises used by {A} are let to it by {B}."),
+     ("the landlord of {a}", "the company {a} rents its warehouse from")),
+    ("carrier", ("All shipments of {A} are carried by {B}.", "{B} is the logistics carrier of {A}."),
+     ("the carrier of {a}", "the company that ships {a}'s goods")),
+)
+_ATTRS = (
+    ("ceo", "Chief executive", ("who is the chief executive of {x}?", "who runs {x}?", "who leads {x}?")),
+    ("cfo", "Chief financial officer", ("who is the chief financial officer of {x}?", "who is {x}'s CFO?")),
+    ("office", "Head office", ("in which city is the head office of {x}?", "where is {x} based?",
+                               "in which city does {x} have its head office?")),
+    ("founded", "Founded", ("in which year was {x} founded?", "when was {x} established?")),
+    ("staff", "Employees", ("how many people does {x} employ?", "how many employees does {x} have?")),
+)
+_REGIONS = ("the Nordic countries", "Iberia", "the Benelux", "Central Europe", "the Gulf states", "Japan", "Canada")
+
+
+def _profile(rng: random.Random, name: str, drop: str | None = None) -> tuple[Doc, dict[str, str]]:
+    vals = {"ceo": _person(rng), "cfo": _person(rng), "office": rng.choice(_CITIES),
+            "founded": str(rng.randint(1950, 2019)), "staff": f"{rng.randint(40, 40000):,}"}
+    shown = [a for a in _ATTRS if a[0] != drop and rng.random() < 0.85 or a[0] == "ceo" and drop != "ceo"]
+    lines = [rng.choice((f"COMPANY PROFILE: {name}", f"# {name}", f"{name} - company fact sheet")), ""]
+    lines += [f"{label}: {vals[key]}" for key, label, _ in shown]
+    slug = re.sub(r"[^a-z]+", "-", name.lower()).strip("-")
+    return Doc(f"companies/{slug}.md", "lines 1-8", "\n".join(lines)), {k: vals[k] for k, _, _ in shown}
+
+
+def two_hop_examples(rng: random.Random, n: int, split: str, neg_rate: float = 0.15) -> list[Example]:
+    """A document relates company A to company B (parent, auditor, distributor, ...), B's profile
+    gives the answer; the question names A and the relation, never B. Distractors: A's own
+    profile (the answer must come through the bridge), other profiles and relation notes.
+    Negatives: B's profile without the attribute asked about."""
+    out: list[Example] = []
+    while len(out) < n:
+        a, b = _company(rng), _company(rng)
+        while _short(b) == _short(a):
+            b = _company(rng)
+        rel, forms, phrasings = rng.choice(_RELATIONS)
+        key, _, templates = rng.choice(_ATTRS)
+        negative = rng.random() < neg_rate
+        link = rng.choice(forms).format(A=a, B=b, year=rng.randint(2001, 2023), region=rng.choice(_REGIONS))
+        link = link.replace("..", ".")  # "S.A.." at a sentence end
+        note = Doc(f"notes/{re.sub(r'[^a-z]+', '-', _short(a).lower()).strip('-')}-{rel.replace(' ', '-')}.md",
+                   "lines 1-4", f"{rng.choice(('Company register note', 'Counterparty memo', 'Group structure'))}\n\n{link}\n")
+        prof, vals = _profile(rng, b, drop=key if negative else None)
+        if key not in vals:
+            negative = True
+        docs = [note, prof]
+        if rng.random() < 0.6:  # A's own profile: the subject's fact must not be taken for the bridge's
+            docs.append(_profile(rng, a)[0])
+        for _ in range(rng.randint(0, 2)):
+            docs.append(_profile(rng, _company(rng))[0])
+        rng.shuffle(docs)
+        about = rng.choice(phrasings).format(a=_short(a) if rng.random() < 0.5 else a)
+        q = _pick_template(rng, list(templates), split).format(x=about)
+        q = q[0].upper() + q[1:]
+        gold = None if negative else docs.index(prof)
+        out.append(Example(q, ABSTAIN if negative else vals[key], docs, gold, "two-hop", f"two-hop/{key}"))
+    return out[:n]
+
+
+_REGISTERS = (
+    # (title, line template, key kind, value kind, one-key questions, several-keys questions)
+    ("Bin assignments, central warehouse", "Part {k} is stored in bin {v}.", "part", "bin",
+     ("Which bins hold part {k}?", "In what bins is part {k} kept?"),
+     ("Which bins hold parts {ks}?",)),
+    ("Door access log", "Badge {k} opened the loading door at {v}.", "badge", "time",
+     ("At what times did badge {k} open the loading door?", "When did badge {k} open the loading door?"),
+     ("At what times did badges {ks} open the loading door?",)),
+    ("Release notes index", "Service {k} was deployed as version {v}.", "service", "version",
+     ("Which versions of service {k} were deployed?", "What versions of {k} went out?"),
+     ("Which versions of services {ks} were deployed?",)),
+    ("Cost centre bookings", "Cost centre {k} booked invoice {v}.", "centre", "invoice",
+     ("Which invoices did cost centre {k} book?", "What invoices were booked by cost centre {k}?"),
+     ("Which invoices did cost centres {ks} book?",)),
+)
+
+
+def _reg_key(rng: random.Random, kind: str) -> str:
+    if kind == "part":
+        return f"{rng.choice('QRSTUVWXYZ')}{rng.randint(100, 999)}-{rng.randint(10, 99)}"
+    if kind == "badge":
+        return str(rng.randint(1000, 9999))
+    if kind == "service":
+        return f"{rng.choice(('billing', 'search', 'ledger', 'gateway', 'catalog', 'notify'))}-{rng.randint(1, 99)}"
+    return f"CC-{rng.randint(100, 999)}"
+
+
+def _reg_value(rng: random.Random, kind: str) -> str:
+    if kind == "bin":
+        return str(rng.randint(1, 400))
+    if kind == "time":
+        return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+    if kind == "version":
+        return f"{rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)}"
+    return f"INV-{rng.randint(10000, 99999)}"
+
+
+def _join(values: list[str]) -> str:
+    return ", ".join(values)
+
+
+def list_examples(rng: random.Random, n: int, split: str, neg_rate: float = 0.1) -> list[Example]:
+    """Registers where a key has several values on separate lines among other keys' lines: the
+    answer lists every value of the key in document order ("14, 27, 33"); asked about several
+    keys, "K1: 14, 27; K2: 33". Negatives: a key the register does not hold."""
+    out: list[Example] = []
+    i = 0
+    while len(out) < n:
+        title, line_t, kkind, vkind, one_q, many_q = rng.choice(_REGISTERS)
+        keys: list[str] = []
+        while len(keys) < rng.randint(4, 9):
+            k = _reg_key(rng, kkind)
+            if k not in keys:
+                keys.append(k)
+        rows = [(k, _reg_value(rng, vkind)) for k in keys for _ in range(rng.randint(1, 4))]
+        rng.shuffle(rows)
+        seen_v: set[str] = set()
+        rows = [(k, v) for k, v in rows if not (v in seen_v or seen_v.add(v))]
+        body = [title, ""] + [line_t.format(k=k, v=v) for k, v in rows]
+        doc = Doc(f"registers/{re.sub(r'[^a-z]+', '-', title.lower()).strip('-')}-{i}.txt", f"lines 1-{len(body)}",
+                  "\n".join(body))
+        i += 1
+        values = {k: [v for kk, v in rows if kk == k] for k in keys}
+        if rng.random() < neg_rate:
+            absent = _reg_key(rng, kkind)
+            if absent not in values:
+                q = _pick_template(rng, list(one_q), split).format(k=absent)
+                out.append(Example(q, ABSTAIN, [doc], None, "lists", f"lists/{kkind}"))
+                continue
+        if rng.random() < 0.3:
+            asked = rng.sample(keys, rng.randint(2, min(4, len(keys))))
+            ks = ", ".join(asked[:-1]) + " and " + asked[-1]
+            q = _pick_template(rng, list(many_q), split).format(ks=ks)
+            answer = "; ".join(f"{k}: {_join(values[k])}" for k in asked)
+        else:
+            k = rng.choice(keys)
+            q = _pick_template(rng, list(one_q), split).format(k=k)
+            answer = _join(values[k])
+        out.append(_with_distractors(rng, Example(q, answer, [doc], 0, "lists", f"lists/{kkind}"),
+                                     lambda: Doc("notes/unrelated.txt", "lines 1-3",
+                                                 f"{rng.choice(_REGISTERS)[0]} (archived)\n\nNo entries this period.\n"),
+                                     p=0.2))
+    return out[:n]
+
+
 # ---- everything ---------------------------------------------------------------------------------
 
 
 @dataclass
 class Mix:
-    contracts: float = 0.35
-    code: float = 0.4
-    logs: float = 0.25
+    contracts: float = 0.3
+    code: float = 0.33
+    logs: float = 0.17
+    two_hop: float = 0.1
+    lists: float = 0.1
 
 
 def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = None, max_code_files: int = 16000) -> list[Example]:
@@ -820,6 +986,8 @@ def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = Non
     rng = random.Random(f"{seed}:{split}")
     out = contract_examples(rng, int(n * mix.contracts), split)
     out += code_examples(rng, int(n * mix.code), split, seed, max_code_files)
+    out += two_hop_examples(rng, int(n * mix.two_hop), split)
+    out += list_examples(rng, int(n * mix.lists), split)
     out += log_examples(rng, n - len(out), split)
     rng.shuffle(out)
     return out

@@ -30,9 +30,12 @@ def _model(tiny_model_dir: Path):
 
 def test_data_answers_are_evidence_spans(examples: list) -> None:
     assert len(examples) == 60
-    assert {e.domain for e in examples} == {"contracts", "code", "logs"}
+    assert {e.domain for e in examples} == {"contracts", "code", "logs", "two-hop", "lists"}
     for e in examples:
-        if e.answerable:
+        if e.answerable and e.domain == "lists":  # every value listed, each a span of the register
+            values = [v for part in e.answer.split("; ") for v in part.split(": ")[-1].split(", ")]
+            assert values and all(v in e.docs[e.gold].text for v in values)
+        elif e.answerable:
             assert e.answer in e.docs[e.gold].text and e.answer != ABSTAIN
         else:
             assert e.answer == ABSTAIN
@@ -276,3 +279,42 @@ def test_training_data_has_hard_negatives_in_every_domain() -> None:
         if e.domain == "code" and len(e.docs) > 1:
             main = e.docs[e.gold] if e.answerable else e.docs[0]
             assert sum(d.path == main.path for d in e.docs) == 1 or not e.answerable
+
+
+def test_composed_questions_need_the_bridge_and_every_value() -> None:
+    import random
+
+    from msa_agent.train.reader_data import list_examples, two_hop_examples
+
+    rng = random.Random(5)
+    for e in two_hop_examples(rng, 40, "train"):
+        if not e.answerable:
+            continue
+        bridge = e.docs[e.gold].text.splitlines()[0]
+        name = bridge.split(": ")[-1].removeprefix("# ").split(" - ")[0]
+        assert name not in e.question  # the question names the subject and the relation only
+        assert any(name in d.text for i, d in enumerate(e.docs) if i != e.gold)  # a note links to it
+    for e in list_examples(rng, 40, "train"):
+        if e.answerable and ";" not in e.answer:
+            values = e.answer.split(", ")
+            lines = e.docs[e.gold].text.splitlines()
+            at = [next(i for i, ln in enumerate(lines) if ln.endswith(f" {v}.")) for v in values]
+            assert at == sorted(at)  # document order
+
+
+def test_load_lora_restores_a_saved_adapter(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from msa_agent.model.lora import load_lora, lora_state
+
+    model = _model(tiny_model_dir)
+    add_lora(model, rank=4, alpha=8)
+    _trained_adapter(model)
+    path = save_adapter(model, tmp_path / "a.safetensors", dtype=torch.float32)
+    again = _model(tiny_model_dir)
+    add_lora(again, rank=4, alpha=8, seed=9)
+    load_lora(again, path, 4, 8)
+    want, got = lora_state(model), lora_state(again)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    other = _model(tiny_model_dir)
+    add_lora(other, rank=2, alpha=4)
+    with pytest.raises(ValueError, match="right shape"):
+        load_lora(other, path, 2, 4)
