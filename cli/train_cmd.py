@@ -95,6 +95,7 @@ def reader(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the data and the adapters.")] = 0,
     init_adapter: Annotated[Optional[Path], typer.Option("--init-adapter", help="Go on training this adapter (same rank) instead of starting from zero.")] = None,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 5e-4,
+    mix: Annotated[str, typer.Option("--mix", help="Domain shares, e.g. contracts=0.3,code=0.33,two_hop=0.1,lists=0.1 (logs take the rest).")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Fine-tune the backbone as a reader (low-rank adapters): answers drawn from the evidence, or "Not stated."."""
@@ -107,7 +108,7 @@ def reader(
             raise BadInput(f"--paths: text and/or memory, got {paths!r}")
         cfg = ReaderTrainConfig(examples=examples, val_per_domain=val, seed=seed, batch_tokens=batch_tokens,
                                 time_budget_s=minutes * 60, max_steps=max_steps, mem_every=mem_every,
-                                max_code_files=code_files, init_adapter=init_adapter, lr=lr)
+                                max_code_files=code_files, init_adapter=init_adapter, lr=lr, mix=_mix(mix))
         if init_adapter is not None and not init_adapter.is_file():
             raise BadInput(f"{init_adapter}: no such adapter file")
         record = run(model, out, cfg, device=device, dtype=dtype,
@@ -124,3 +125,13 @@ def reader(
     for key, s in v.items():
         _out.print(f"{key:>28}: contains {s['contains']}%  quote {s['quote']}%  abstains on unanswerable "
                    f"{s['abstention']}%  wrong abstentions {s['wrong_abstention']}%", highlight=False)
+
+
+def _mix(text: str):  # noqa: ANN202
+    from msa_agent.errors import BadInput
+    from msa_agent.train.reader_data import Mix
+
+    try:
+        return Mix.parse(text)
+    except ValueError as e:
+        raise BadInput(f"--mix: {e}") from None

@@ -30,7 +30,10 @@ def _model(tiny_model_dir: Path):
 
 def test_data_answers_are_evidence_spans(examples: list) -> None:
     assert len(examples) == 60
-    assert {e.domain for e in examples} == {"contracts", "code", "logs", "two-hop", "lists"}
+    assert {e.domain for e in examples} == {"contracts", "code", "logs"}
+    wider = make_examples(60, 0, "train", Mix.parse("contracts=0.3,code=0.3,two_hop=0.15,lists=0.15"), max_code_files=40)
+    assert {e.domain for e in wider} == {"contracts", "code", "logs", "two-hop", "lists"}
+    examples = examples + wider
     for e in examples:
         if e.answerable and e.domain == "lists":  # every value listed, each a span of the register
             values = [v for part in e.answer.split("; ") for v in part.split(": ")[-1].split(", ")]
@@ -41,7 +44,9 @@ def test_data_answers_are_evidence_spans(examples: list) -> None:
             assert e.answer == ABSTAIN
     assert any(not e.answerable for e in examples)
     again = make_examples(60, 0, "train", Mix(), max_code_files=40)
-    assert [e.question for e in again] == [e.question for e in examples]  # deterministic by seed
+    assert [e.question for e in again] == [e.question for e in examples[:60]]  # deterministic by seed
+    with pytest.raises(ValueError, match="unknown domain"):
+        Mix.parse("contract=0.5")
 
 
 def test_loss_is_on_answer_tokens_only(tiny_model_dir: Path, examples: list) -> None:
