@@ -231,6 +231,9 @@ def ask(
     for r in range(max(1, rounds)):
         tr = time.perf_counter()
         bridge = bridge_lines(question, new_docs) if r > 0 else []
+        # What the bridge adds to the question (the entity to follow): a later round injects only
+        # documents that mention some of it, not more documents like the ones it has.
+        novel = content_words(" ".join(bridge)) - content_words(question)
         if bridge:  # route with the question and the bridge in place of the newest evidence
             hits = _route_round(router, engine, question, [*evidence[:new_from], "\n".join(bridge)], new_from)
         else:
@@ -247,6 +250,8 @@ def ask(
             if r > 0 and top_score > 0 and h.score < margin * top_score:
                 break
             doc = router.memory.docs[h.index]
+            if novel and not novel & content_words(doc.text):
+                continue
             block = _evidence_block(len(evidence) + len(chosen) + 1, doc)
             cost = len(tok.encode(block))
             left = evidence_budget - spent
