@@ -241,7 +241,10 @@ def ask(
         have = {h.index for h in injected}
         fresh = [h for h in hits if h.index not in have]
         limit = first_round_docs if r == 0 else per_round_docs
-        top_score = hits[0].score if hits else 0.0
+        # The margin's reference: the round's best hit; with a bridge, the best new one (the
+        # bridge's own document, already injected, tops a round that follows it).
+        ref = fresh if novel else hits
+        top_score = ref[0].score if ref else 0.0
         chosen: list[tuple[RouteHit, str]] = []
         for h in fresh:
             if len(chosen) >= limit:

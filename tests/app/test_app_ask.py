@@ -130,3 +130,25 @@ def test_bridge_lines_keep_the_sentences_that_match_the_question_best():
     # Nothing shared with the question: no bridge (the round routes with the whole evidence).
     assert bridge_lines("what is the moon made of?", [project]) == []
     assert bridge_lines(q, []) == []
+
+
+def test_two_hop_interleave_follows_the_bridge_and_adds_no_lookalikes(engine, store, tmp_path):
+    """Round 2 routes with the bridge sentence ("... run by the Stoke Squad"), finds the team
+    document, and does not inject the other projects' documents that merely look alike."""
+    root = tmp_path / "twohop"
+    (root / "projects").mkdir(parents=True)
+    (root / "teams").mkdir()
+    teams = ["Stoke Squad", "Oblu Crew", "Jatwa Guild", "Ferrin Squad"]
+    for i, (proj, team) in enumerate(zip(["Efboxi", "Cenioxi", "Arcenpi", "Tuzuuv"], teams)):
+        (root / "projects" / f"{proj.lower()}.md").write_text(
+            f"# Project {proj}\n\nProject {proj} is run by the {team}. It migrates billing reports to the new warehouse.\n")
+        (root / "teams" / f"team-{i}.md").write_text(
+            f"# {team}\n\nThe {team} handles incidents in rotation; the current on-call engineer is Person {i}.\n")
+    ingest_dir(root, store, engine, collection="twohop")
+    res = ask(store, engine, "who is on call for the people responsible for project Efboxi?", collection="twohop",
+              mode="lexical", rounds=3, max_new_tokens=2)
+    paths = {d.id: d.path for d in store.live_documents("twohop")}
+    injected = [paths[i] for r in res.rounds for i in r["injected"]]
+    assert injected[0] == "projects/efboxi.md"
+    assert "teams/team-0.md" in [paths[i] for i in res.rounds[1]["injected"]]
+    assert not any(p.startswith("projects/") for r in res.rounds[1:] for p in (paths[i] for i in r["injected"]))
