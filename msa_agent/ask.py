@@ -163,18 +163,22 @@ def route(store: Store, engine: Engine, question: str, *, collection: str | None
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(])")
 
 
+MIN_BRIDGE_WORDS = 2
+
+
 def bridge_lines(question: str, new_docs: list[str]) -> list[str]:
     """What a later round routes with, besides the question: the sentences of the newest evidence
     that share the most content words with the question (the bridge: "Project X is run by the Y
     Squad." for "who is on call for the team behind project X?"). The whole evidence would drown
     the bridge in the words every document of its kind shares, and the sentences of weaker
-    documents would bring in their own bridges. Empty when no sentence shares a word: the round
+    documents would bring in their own bridges. Empty when no sentence shares at least
+    `MIN_BRIDGE_WORDS` words (one shared word, "alarm" in a code comment, is no bridge): the round
     then routes with the whole newest evidence."""
     qwords = content_words(question)
     lines = [u.strip() for text in new_docs for ln in text.splitlines() for u in _SENTENCE.split(ln) if u.strip()]
     scores = [len(qwords & content_words(ln)) for ln in lines]
     best = max(scores, default=0)
-    return [] if best == 0 else list(dict.fromkeys(ln for ln, sc in zip(lines, scores) if sc == best))
+    return [] if best < MIN_BRIDGE_WORDS else list(dict.fromkeys(ln for ln, sc in zip(lines, scores) if sc == best))
 
 
 def _route_round(router: Router, engine: Engine, question: str, evidence: list[str], new_from: int) -> list[RouteHit]:

@@ -129,6 +129,7 @@ def test_bridge_lines_keep_the_sentences_that_match_the_question_best():
     assert bridge_lines(q, [project, other]) == ["# Project Efboxi", "Project Efboxi is run by the Stoke Squad."]
     # Nothing shared with the question: no bridge (the round routes with the whole evidence).
     assert bridge_lines("what is the moon made of?", [project]) == []
+    assert bridge_lines("which squad handles the alarm?", ["// the alarm banner", "import time"]) == []  # one word
     assert bridge_lines(q, []) == []
 
 
