@@ -107,6 +107,26 @@ def digest_dir(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def bench_corpus(corpus: Path | None, questions: Path | None, generate: Callable[[], tuple[Path, Path]],
+                 label: str) -> tuple[Path, Path, dict]:
+    """The corpus and questions file a bench runs on: the user's (`--corpus`/`--questions`,
+    checked) or those `generate()` writes (`label` describes them); plus their identity for the
+    resumable results' config (`corpus`, `questions`, `corpus_digest`)."""
+    from msa_agent.engine import check_input_dir
+
+    if (corpus is None) != (questions is None):
+        raise BadInput("--corpus and --questions go together")
+    if corpus is None:
+        corpus, questions = generate()
+        source = label
+    else:
+        corpus = check_input_dir(Path(corpus))
+        source = str(corpus)
+    ident = {"corpus": source, "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16],
+             "corpus_digest": digest_dir(corpus)}
+    return corpus, Path(questions), ident
+
+
 def question_lines(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) of a JSON-lines questions file: every object a dict with a string
     "question"; blank lines skipped. Each bench checks its own further fields."""

@@ -10,7 +10,6 @@ over all rounds for msa), and, with a judge model, the judge's 0/1 grade. Per ho
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 
 from .common import (Engines, Hooks, Results, Series, Table, check_mode, contains_answer, exact_match, machine, mean,
-                     digest_dir, evidence_path, question_lines, write_outputs)
+                     bench_corpus, evidence_path, question_lines, write_outputs)
 from .qa_corpus import make_corpus
 
 SYSTEMS = ("msa", "bm25", "dense")
@@ -78,7 +77,6 @@ def run_qa(cfg: QAConfig, out_dir: Path, engines: Engines, *, corpus: Path | Non
     """Run (or resume) the bench; returns the summary that `<out>/qa.json` holds. `judge`: an
     Engine that grades answers 0/1 (none: no judge score)."""
     from msa_agent.ask import ask
-    from msa_agent.engine import check_input_dir
     from msa_agent.pipeline import ingest_dir
     from msa_agent.store import Store
 
@@ -87,22 +85,15 @@ def run_qa(cfg: QAConfig, out_dir: Path, engines: Engines, *, corpus: Path | Non
     cfg.check()
     hooks = hooks or Hooks()
     out_dir = Path(out_dir)
-    if (corpus is None) != (questions is None):
-        raise BadInput("--corpus and --questions go together")
+    corpus, questions, ident = bench_corpus(
+        corpus, questions, lambda: make_corpus(cfg.seed, cfg.size).write(out_dir / "generated"),
+        f"generated (seed {cfg.seed}, size {cfg.size})")
     if fresh:
         shutil.rmtree(out_dir / "store", ignore_errors=True)
-    if corpus is None:
-        corpus, questions = make_corpus(cfg.seed, cfg.size).write(out_dir / "generated")
-        source = f"generated (seed {cfg.seed}, size {cfg.size})"
-    else:
-        corpus = check_input_dir(Path(corpus))
-        source = str(corpus)
     qs = load_questions(questions)[: cfg.limit]
     enc, gen = engines.encode, engines.generate
-    config = {"bench": "qa", **asdict(cfg), "model": enc.fingerprint, "corpus": source,
-              "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16],
-              "corpus_digest": digest_dir(corpus), "judge": getattr(judge, "fingerprint", None),
-              "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
+    config = {"bench": "qa", **asdict(cfg), "model": enc.fingerprint, **ident,
+              "judge": getattr(judge, "fingerprint", None), "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
     results = Results(out_dir, "qa", config, fresh=fresh, extendable=("ks", "systems", "limit"))
     plan = [(s, k, i) for i in range(len(qs)) for s, k in systems_list(cfg)]
     hooks.plan(len(plan))

@@ -34,7 +34,6 @@ is the domain of the tables (default "general").
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -49,7 +48,7 @@ from pathlib import Path
 from msa_agent.errors import BadInput
 from msa_agent.reading import is_abstention, locate_quote
 
-from .common import (Engines, Hooks, Results, Table, check_mode, contains_answer, digest_dir, evidence_path, machine,
+from .common import (Engines, Hooks, Results, Table, check_mode, contains_answer, bench_corpus, evidence_path, machine,
                      question_lines, write_if_changed)
 
 MODELS = ("base", "tuned")
@@ -423,7 +422,6 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
                questions: Path | None = None, hooks: Hooks | None = None, fresh: bool = False) -> dict:
     """Run (or resume) the bench; returns the summary that `<out>/reader.json` holds."""
     from msa_agent.ask import ask
-    from msa_agent.engine import check_input_dir
     from msa_agent.pipeline import ingest_dir
     from msa_agent.store import Store
 
@@ -432,8 +430,6 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
     cfg.check()
     hooks = hooks or Hooks()
     out_dir = Path(out_dir)
-    if (corpus is None) != (questions is None):
-        raise BadInput("--corpus and --questions go together")
     names = [m for m in cfg.models if m in models.engines]
     if not names:
         raise BadInput("no model to run: " + "; ".join(models.notes or ["none loaded"]))
@@ -441,21 +437,21 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
     if fresh:
         for name in MODELS:
             shutil.rmtree(out_dir / f"store-{name}", ignore_errors=True)
-    if corpus is None:
+
+    def generate() -> tuple[Path, Path]:
         qset = make_question_set(cfg.seed, cfg.n, cfg.n_unanswerable, cfg.domains)
-        notes += qset.notes
-        corpus, questions = qset.write(out_dir / "generated")
-        source = f"generated (seed {cfg.seed}, {cfg.n} answerable + {cfg.n_unanswerable} unanswerable per domain)"
-    else:
-        corpus = check_input_dir(Path(corpus))
-        source = str(corpus)
+        notes.extend(qset.notes)
+        return qset.write(out_dir / "generated")
+
+    corpus, questions, ident = bench_corpus(
+        corpus, questions, generate,
+        f"generated (seed {cfg.seed}, {cfg.n} answerable + {cfg.n_unanswerable} unanswerable per domain)")
     for n in notes:
         hooks.message(f"note: {n}")
     qs = load_questions(questions)
     fps = {name: models.fingerprint(name) for name in names}
     config = {"bench": "reader", **{k: v for k, v in asdict(cfg).items() if k not in ("models", "modes")},
-              "corpus": source, "corpus_digest": digest_dir(corpus),
-              "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16], "fingerprints": fps,
+              **ident, "fingerprints": fps,
               "models": names, "modes": cfg.modes}
     results = Results(out_dir, "reader", config, fresh=fresh, extendable=("models", "modes", "fingerprints"))
     plan = [(name, mode, i) for name in names for mode in cfg.modes for i in range(len(qs))]

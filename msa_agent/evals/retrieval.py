@@ -17,7 +17,6 @@ Questions file: one JSON object per line: {"question", "evidence": [paths relati
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import random
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from msa_agent.errors import BadInput
 
-from .common import (Engines, Hooks, Results, Series, Table, digest_dir, evidence_path, machine, mean, question_lines,
+from .common import (Engines, Hooks, Results, Series, Table, bench_corpus, evidence_path, machine, mean, question_lines,
                      write_if_changed, write_outputs)
 
 SYSTEMS = ("msa", "lexical", "hybrid", "bm25", "dense")
@@ -267,7 +266,6 @@ def run_retrieval(cfg: RetrievalConfig, out_dir: Path, engines: Engines, *, corp
                   fresh: bool = False) -> dict:
     """Run (or resume) the bench; returns the summary that `<out>/retrieval.json` holds."""
     from msa_agent.ask import Router
-    from msa_agent.engine import check_input_dir
     from msa_agent.pipeline import ingest_dir
     from msa_agent.store import Store
 
@@ -276,22 +274,15 @@ def run_retrieval(cfg: RetrievalConfig, out_dir: Path, engines: Engines, *, corp
     cfg.check()
     hooks = hooks or Hooks()
     out_dir = Path(out_dir)
-    if (corpus is None) != (questions is None):
-        raise BadInput("--corpus and --questions go together")
+    corpus, questions, ident = bench_corpus(
+        corpus, questions, lambda: make_corpus(cfg.seed, cfg.size, out_dir / "generated"), f"generated (seed {cfg.seed}, size {cfg.size})")
     if fresh:
         shutil.rmtree(out_dir / "store", ignore_errors=True)
-    if corpus is None:
-        corpus, questions = make_corpus(cfg.seed, cfg.size, out_dir / "generated")
-        source = f"generated (seed {cfg.seed}, size {cfg.size})"
-    else:
-        corpus = check_input_dir(Path(corpus))
-        source = str(corpus)
     qs = load_questions(questions)[: cfg.limit]
     enc, gen = engines.encode, engines.generate
     trained = bool(enc.cfg.msa.decouple_router)
-    config = {"bench": "retrieval", **asdict(cfg), "model": enc.fingerprint, "corpus": source,
-              "questions": hashlib.sha256(Path(questions).read_bytes()).hexdigest()[:16],
-              "corpus_digest": digest_dir(corpus), "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
+    config = {"bench": "retrieval", **asdict(cfg), "model": enc.fingerprint, **ident,
+              "dense_model": str(dense_model) if dense_model else "all-MiniLM-L6-v2"}
     results = Results(out_dir, "retrieval", config, fresh=fresh, extendable=("systems", "limit"))
     plan = [(s, i) for i in range(len(qs)) for s in cfg.systems]
     hooks.plan(len(plan))
