@@ -2,6 +2,10 @@
 # installs this checkout in editable mode (no dependencies, no index: the device has torch and the
 # carried wheels) and sets the GPU-machine defaults.
 #   source .device/meta/setup.sh || exit 1; source bench/device_env.sh || exit 1
+# The wheels setup.sh installed in an earlier call of this machine (it puts them on PYTHONPATH only
+# in the call that carries them).
+site=$HOME/.cache/msa-device/site
+case ":${PYTHONPATH:-}:" in *":$site:"*) ;; *) [ -d "$site" ] && export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} ;; esac
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/tmp/msa-pip.log 2>&1 \
   || { tail -5 /tmp/msa-pip.log; return 1; }
 export PYTHONUNBUFFERED=1 MSA_HOME=${MSA_HOME:-/tmp/msa-home}

@@ -33,7 +33,6 @@ QA_LIMIT=${QA_LIMIT:+--limit $QA_LIMIT}
 
 if [ "$DEVICE" != cpu ]; then
   source .device/meta/setup.sh || exit 1
-  export PYTHONPATH=$HOME/.cache/msa-device/site${PYTHONPATH:+:$PYTHONPATH}
   source bench/device_env.sh || exit 1
   [ -n "$MSA_MODEL" ] || { echo "MSA_MODEL is not set: carry the backbone parts (.device/backbone-N)" >&2; exit 1; }
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
