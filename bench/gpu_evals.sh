@@ -38,7 +38,7 @@ if [ "$DEVICE" != cpu ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi
 mkdir -p "$OUT" "$WORK"
-DENSE=$(python3 bench/device_minilm.py assemble 2>/dev/null | tail -1)
+DENSE=$(python3 bench/device_minilm.py assemble | tail -1)  # says on stderr which part is missing
 if [ -z "$DENSE" ] || [ "$DEVICE" = cpu ]; then DENSE_OPT=(); else DENSE_OPT=(--dense-model "$DENSE"); fi
 start=$(date +%s)
 msa() { python3 -c "from msa_agent.cli.main import main; main()" "$@"; }
