@@ -216,10 +216,12 @@ def reader(
     n: Annotated[int, typer.Option("--n", help="Generated answerable questions per domain.")] = 10,
     unanswerable: Annotated[Optional[int], typer.Option("--unanswerable", help="Generated unanswerable questions per domain (default: n/2).")] = None,
     adapter: Annotated[Optional[Path], typer.Option("--adapter", help="The reader adapter for tuned (default: MSA_ADAPTER, else the shipped one).")] = None,
+    policies: Annotated[str, typer.Option("--policies", help="Reading strategies: plain (whole documents, the reader's own words) and/or focused (the default of msa ask).")] = "plain,focused",
+    split: Annotated[str, typer.Option("--split", help="Questions of one split of the file (its \"split\" field: tune, test) or all.")] = "all",
     out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0, mode: ModeOpt = "auto",
     max_new_tokens: TokensOpt = 48, fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
 ) -> None:
-    """The reader, base against fine-tuned: contains-answer, quote accuracy, abstentions, tokens/s; gold and e2e."""
+    """The reader, base against fine-tuned, plain against focused reading: contains-answer, quotes, abstentions; gold and e2e."""
     from msa_agent.engine import check_input_dir
     from msa_agent.evals.common import Hooks
     from msa_agent.evals.reader import ReaderConfig, load_models, load_questions, run_reader
@@ -232,7 +234,8 @@ def reader(
             load_questions(questions)
         return ReaderConfig(models=[x for x in models.split(",") if x], modes=[x for x in modes.split(",") if x],
                             domains=[x for x in domains.split(",") if x], n=n, unanswerable=unanswerable, seed=seed,
-                            mode=mode, max_new_tokens=max_new_tokens)
+                            mode=mode, max_new_tokens=max_new_tokens, policies=[x for x in policies.split(",") if x],
+                            split=split)
 
     cfg = _config(make)
     bar = Progress(TextColumn("reader"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),

@@ -78,7 +78,21 @@ def detect_kind(path: Path) -> str | None:
         return "text"
     if not ext and text.startswith("#!"):
         return "code"
+    if _plain_text(text):
+        # A text file of no known type (LICENSE-like names, NOTICE, `changelog.Debian`, `*.out`,
+        # dated extensions): read as prose rather than dropped.
+        return "contract" if looks_like_contract(text) else "text"
     return None
+
+
+def _plain_text(text: str) -> bool:
+    """Mostly printable characters in lines of a sane length: prose or a plain record file, not
+    minified data or an encoded blob."""
+    if not text.strip():
+        return False
+    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    lines = text.splitlines() or [text]
+    return printable >= 0.97 * len(text) and sum(len(ln) for ln in lines) / len(lines) < 400
 
 
 def _relative(path: Path, root: Path) -> str:

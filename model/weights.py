@@ -206,16 +206,14 @@ def load_model(
     return model.to(device).eval().fuse()
 
 
-def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path,
-                adapter_file: Path | None = None) -> str:
-    """Backbone weights + router weights + reader adapter + tokenizer + pooling + router layers,
-    as one digest (the adapter changes the encoded K̄/V̄: stores made without it are refused)."""
+def fingerprint(model_dir: Path, cfg: Config, router_file: Path | None, cache_dir: Path) -> str:
+    """Backbone weights + router weights + tokenizer + pooling + router layers, as one digest:
+    everything the encoded memory depends on. The reader adapter is not part of it (it is applied
+    when reading, never when encoding)."""
     h = hashlib.sha256()
     files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("tokenizer.json"))
     if router_file is not None:
         files.append(router_file)
-    if adapter_file is not None:
-        files.append(Path(adapter_file))
     for f in files:
         h.update(f.name.encode() + _memo_sha256(f, cache_dir).encode())
     m = cfg.msa

@@ -18,6 +18,8 @@ import torch
 
 from .engine import Engine
 from .memory import MemoryIndex, RecordingSelector, resolve_mode
+from .focus import focus
+from .reader import ReadPolicy, read_answer
 from .reading import SYSTEM, content_words, evidence_block, is_abstention, locate_quote, prompt_pieces
 from .store import Store
 
@@ -45,10 +47,11 @@ class AskResult:
     rounds: list[dict]
     timing: dict
     mode: str
+    reading: dict = field(default_factory=dict)  # how the answer was read (`reader.Read.as_dict`)
 
     def as_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "rounds": self.rounds,
-                "timing": self.timing, "mode": self.mode}
+                "timing": self.timing, "mode": self.mode, "reading": self.reading}
 
 
 class Router:
@@ -210,9 +213,11 @@ def ask(
     margin: float = 0.5,
     attend_memory: bool = True,
     on_token: Callable[[str], None] | None = None,
+    policy: ReadPolicy | None = None,
 ) -> AskResult:
     """Answer a question from memory, with citations. See the module docstring for the loop."""
     t0 = time.perf_counter()
+    policy = policy or ReadPolicy()
     router = Router(store, engine, collection, mode, top_k)
     if len(router.memory) == 0:
         from .errors import BadInput
@@ -287,35 +292,33 @@ def ask(
             break
     route_ms = (time.perf_counter() - t0) * 1000
 
-    # Generation: the final prompt with all evidence; router layers attend to the memory that
-    # routing selects for the question (and the newest evidence).
+    # Reading: the reader sees the lines of the injected documents that match the question (with
+    # their documents' heads), not the documents whole; router layers attend to the memory that
+    # routing selects for the question.
     tg = time.perf_counter()
-    ids, mask = _prompt(engine, evidence, new_from, question)
-    query_text = "\n".join([question, *evidence[new_from:]])
-    sel, _ = router.selector(query_text, mask, attend=attend_memory)
-    out: list[int] = []
-    shown = ""
-    first_token_ms = None
-    for t in engine.model.generate(tok.chat_prefix(SYSTEM), ids, sel, max_new_tokens=max_new_tokens,
-                                   stop_ids=tok.stop_ids):
-        if first_token_ms is None:
-            first_token_ms = (time.perf_counter() - tg) * 1000
-        out.append(t)
-        text = tok.decode(out)
-        if on_token is not None and len(text) > len(shown):
-            on_token(text[len(shown):])
-        shown = text
+    docs = [router.memory.docs[h.index] for h in injected]
+    if policy.focus and docs:
+        focused = focus([(d.path, d.anchor, d.text) for d in docs], question, policy.focus_budget, tok.encode,
+                        max_units=policy.focus_units)
+        blocks = focused.blocks
+    else:
+        focused, blocks = None, evidence
+    ids, mask = _prompt(engine, blocks, len(blocks), question)
+    sel, _ = router.selector(question, mask, attend=attend_memory)
+    read = read_answer(engine, ids, sel, policy, focused, max_new_tokens=max_new_tokens, on_token=on_token)
     gen_s = time.perf_counter() - tg
-    answer = tok.decode(out).strip()
+    answer = read.answer
     # An abstention cites nothing: no document supports it.
     citations = [] if is_abstention(answer) else _cite(router, injected, answer, question)
     timing = {
         "route_ms": round(route_ms, 1), "generate_ms": round(gen_s * 1000, 1),
-        "first_token_ms": round(first_token_ms or 0.0, 1), "tokens": len(out),
-        "tokens_per_s": round(len(out) / gen_s, 1) if gen_s > 0 else 0.0,
+        "first_token_ms": round(read.first_token_ms, 1), "tokens": read.tokens,
+        "tokens_per_s": round(read.tokens / gen_s, 1) if gen_s > 0 else 0.0,
         "prompt_tokens": len(ids), "total_ms": round((time.perf_counter() - t0) * 1000, 1),
     }
-    return AskResult(answer, citations, round_log, timing, router.mode)
+    result = AskResult(answer, citations, round_log, timing, router.mode)
+    result.reading = read.as_dict()
+    return result
 
 
 def _content_words(text: str) -> set[str]:

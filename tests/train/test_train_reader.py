@@ -116,16 +116,36 @@ def test_merged_adapter_equals_unmerged_forward(tiny_model_dir: Path, tmp_path: 
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_adapter_file_is_small_and_changes_the_fingerprint(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_adapter_file_is_small_and_leaves_the_memory_alone(tiny_model_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader adapter is applied when reading, never when encoding: the fingerprint and the
+    encoded memory are those of the backbone alone, and only the reader's answers change."""
+    from msa_agent.engine import Engine
+
     model = _model(tiny_model_dir)
     add_lora(model, rank=16, alpha=32)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     path = save_adapter(model, tmp_path / "r.safetensors", record={"backbone": backbone_id(tiny_model_dir)})
     rec = json.loads(path.with_suffix(".json").read_text())
     assert rec["rank"] == 16 and rec["kind"] == "reader-lora"
-    cfg = model.cfg
-    plain = fingerprint(tiny_model_dir, cfg, None, tmp_path / "cache")
-    with_adapter = fingerprint(tiny_model_dir, cfg, None, tmp_path / "cache", adapter_file=path)
-    assert plain != with_adapter
+    monkeypatch.setenv("MSA_ADAPTER", "none")
+    plain = Engine.load(str(tiny_model_dir), dtype="float32", purpose="generate")
+    monkeypatch.setenv("MSA_ADAPTER", str(path))
+    tuned = Engine.load(str(tiny_model_dir), dtype="float32", purpose="generate")
+    assert tuned.fingerprint == plain.fingerprint and tuned.adapter == "r.safetensors"
+    docs = [torch.randint(0, tuned.cfg.vocab_size, (n,), generator=g).tolist() for n in (37, 80)]
+    a, b = plain.model.encode(docs), tuned.model.encode(docs)
+    for layer in a.k:
+        torch.testing.assert_close(a.k[layer], b.k[layer])
+        torch.testing.assert_close(a.v[layer], b.v[layer])
+    ids = torch.randint(0, tuned.cfg.vocab_size, (1, 20), generator=g)
+    with torch.no_grad():
+        assert not torch.allclose(plain.answerer(ids), tuned.answerer(ids), atol=1e-3)  # the reader reads differently
+        torch.testing.assert_close(plain.answerer(ids), tuned.model(ids))
 
 
 def test_adapter_is_found_by_backbone_identity(tiny_model_dir: Path, other_tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -151,10 +171,10 @@ def test_engine_picks_up_adapter_and_msa_adapter_none(tiny_model_dir: Path, tmp_
     monkeypatch.setattr(lora, "TRAINED_DIR", shipped)
     monkeypatch.setattr(lora.find_adapter, "__defaults__", (shipped,))
     e = engine_mod.Engine.load(str(tiny_model_dir), dtype="float32")
-    assert e.adapter == "reader.safetensors" and e.manifest_info()["adapter"] == "reader.safetensors"
+    assert e.adapter == "reader.safetensors" and "adapter" not in e.manifest_info()
     monkeypatch.setenv("MSA_ADAPTER", "none")
     plain = engine_mod.Engine.load(str(tiny_model_dir), dtype="float32")
-    assert plain.adapter is None and plain.fingerprint != e.fingerprint
+    assert plain.adapter is None and plain.fingerprint == e.fingerprint  # the memory does not depend on the reader
 
 
 def test_train_reader_end_to_end_tiny(tiny_model_dir: Path, tmp_path: Path) -> None:
