@@ -207,16 +207,20 @@ def route(
 @app.command()
 def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Documents, tokens, chunks, bytes on disk, model fingerprint, sources and jobs."""
+    from msa_agent.engine import reader_label
+
     try:
         st = _open_store(store)
         info = st.status()
     except MSAError as e:
         _fail(e)
+    # The reader is not part of the memory (a new one never forces a re-ingest): shown apart.
+    info["reader"] = reader_label()
     if as_json:
         print(json.dumps(info, indent=2))
         return
     for key in ("store", "documents", "tokens", "chunks", "tombstoned", "segments", "bytes_on_disk",
-                "bytes_per_token", "collections", "model", "fingerprint", "adapter"):
+                "bytes_per_token", "collections", "model", "fingerprint", "reader"):
         out.print(f"{key:>16}: {info[key]}", highlight=False)
     for s in info["sources"]:
         run = s["last_run"]

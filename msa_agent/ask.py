@@ -247,6 +247,8 @@ def ask(
             hits = _route_round(router, engine, question, [*evidence[:new_from], "\n".join(bridge)], new_from)
         else:
             hits = _route_round(router, engine, question, evidence, new_from)
+        if r == 0:
+            first_hits = hits
         have = {h.index for h in injected}
         fresh = [h for h in hits if h.index not in have]
         limit = first_round_docs if r == 0 else per_round_docs
@@ -296,6 +298,14 @@ def ask(
     # their documents' heads), not the documents whole; router layers attend to the memory that
     # routing selects for the question.
     tg = time.perf_counter()
+    if policy.focus and policy.focus_docs > len(injected):
+        # The focused reader picks lines, not documents: it also looks at the next documents of
+        # the first round's ranking (a CSV window or log slice beside the one routed first).
+        have = {h.index for h in injected}
+        extra = [h for h in first_hits if h.index not in have][: policy.focus_docs - len(injected)]
+        injected = injected + extra
+        if extra:
+            round_log[-1]["read"] = [router.memory.docs[h.index].id for h in extra]
     docs = [router.memory.docs[h.index] for h in injected]
     if policy.focus and docs:
         focused = focus([(d.path, d.anchor, d.text) for d in docs], question, policy.focus_budget, tok.encode,

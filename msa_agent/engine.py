@@ -181,6 +181,20 @@ def reader_adapter(model_dir: Path) -> Path | None:
     return find_adapter(model_dir)
 
 
+def reader_label(model: str | Path | None = None) -> str:
+    """The reader `msa ask` would use, without loading anything: the adapter's file name, or
+    "none (the backbone reads)". Shown by `msa status` beside the memory's own fingerprint."""
+    from msa_agent.model.lora import TRAINED_DIR
+
+    env = os.environ.get("MSA_ADAPTER")
+    if env:
+        return "none (MSA_ADAPTER=none: the backbone reads)" if env.lower() == "none" else Path(env).name
+    if settings.model_spec(model):
+        return "the shipped adapter trained for that model, if any (see `msa model inspect`)"
+    shipped = sorted(TRAINED_DIR.glob("reader-*.safetensors"))
+    return shipped[0].name if shipped else "none (the backbone reads)"
+
+
 def stack_layers(enc: dict[int, torch.Tensor], layers: list[int]) -> np.ndarray:
     """Per-layer pooled tensors (N, Hk, D) into one (layers, N, Hk, D) float16 array."""
     # On CUDA the cast runs on the card and only float16 crosses to the host (one copy per batch).

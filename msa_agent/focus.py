@@ -35,7 +35,10 @@ onto over under about after before between during per via if else also only just
 give tell show list name find say says said please value number exactly does much long there here get got
 """.split())
 
-_TOKEN = re.compile(r"\d{4}-\d{2}-\d{2}|\d+(?:[.,:]\d+)*%?|[A-Za-z_][A-Za-z0-9_]*")
+# Numbers keep their decimal point and clock colons but not commas: "1913,456" (a CSV row) is two
+# numbers, and "4,750" in a question splits the same way as in the evidence.
+_TOKEN = re.compile(r"\d{4}-\d{2}-\d{2}|\d+(?:[.:]\d+)*%?|[A-Za-z_][A-Za-z0-9_]*")
+_CLOCK = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?\b", re.I)
 _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _MONTHS = {m: i + 1 for i, m in enumerate(
     "january february march april may june july august september october november december".split())}
@@ -60,8 +63,10 @@ def stem(word: str) -> str:
         return w[:-3] + "y"
     for suf in ("ing", "ed", "es", "s"):
         if len(w) > len(suf) + 2 and w.endswith(suf) and not w.endswith("ss"):
-            return w[: -len(suf)]
-    return w
+            w = w[: -len(suf)]
+            break
+    # "upgrade", "upgraded", "upgrades", "upgrading" → "upgrad"
+    return w[:-1] if len(w) > 4 and w.endswith("e") else w
 
 
 def words(text: str) -> list[str]:
@@ -101,7 +106,7 @@ def _date_term(y: int | None, m: int, d: int | None) -> DateTerm | None:
     mon = [k for k, v in _MON3.items() if v == m][0]
     pats: list[str] = []
     if d is not None and y is not None:
-        pats += [rf"{y}-{m:02d}-{d:02d}", rf"{y}/{m:02d}/{d:02d}", rf"{d:02d}/{mon}/{y}", rf"{m:02d}/{d:02d}/{y}",
+        pats += [rf"{y}-{m:02d}-{d:02d}", rf"{y}/{m:02d}/{d:02d}", rf"(?i:{d:02d}/{mon}/{y})", rf"{m:02d}/{d:02d}/{y}",
                  rf"(?i:{mon}[a-z]*\.?\s+0?{d}(?:st|nd|rd|th)?,?\s+{y})", rf"(?i:0?{d}\s+{mon}[a-z]*\.?,?\s+{y})",
                  rf"(?i:{mon}\s+{d:2d}\b.*\b{y})", rf"(?<!\d){y % 100:02d}{m:02d}{d:02d}(?!\d)"]
         label = f"{y}-{m:02d}-{d:02d}"
@@ -151,8 +156,11 @@ class QueryTerms:
             for p in d.patterns:
                 text = p.sub(" ", text)
         stripped = re.sub(rf"\b{_MONTH_RE}\b", " ", text, flags=re.I) if dates else text
+        # "3 pm" is 15:00 in the evidence
+        clocks = {f"{(int(h) % 12) + (12 if ap.lower() == 'p' else 0):02d}:{mm or '00'}" for h, mm, ap in _CLOCK.findall(stripped)}
+        stripped = _CLOCK.sub(" ", stripped)
         ws = {w for w in words(stripped) if w not in _STOP and len(w) > 1 and not re.fullmatch(r"\d(st|nd|rd|th)", w)}
-        return cls(ws, dates)
+        return cls(ws | clocks, dates)
 
 
 @dataclass
@@ -190,6 +198,19 @@ def rank_units(texts: list[str], question: str) -> tuple[list[Unit], float]:
     if not us:
         return [], 0.0
     bags = [set(words(u.text)) for u in us]
+    # A CSV row is read with its column names: the header's words count for every row under it
+    # (so the row's own date or key decides among rows), and the header alone scores nothing (it
+    # is shown beside any chosen row).
+    lines = [t.split("\n") for t in texts]
+    header_bag: dict[tuple[int, int], set[str]] = {}
+    for k, u in enumerate(us):
+        h = _header_line(lines[u.doc], u.first)
+        if h is not None:
+            hb = header_bag.setdefault((u.doc, h), set(words(lines[u.doc][h])))
+            bags[k] = bags[k] | hb
+    for k, u in enumerate(us):
+        if (u.doc, u.first) in header_bag:
+            bags[k] = set()
     n = len(us)
     idf: dict[str, float] = {}
     for w in q.words:
@@ -246,9 +267,10 @@ def _header_line(lines: list[str], at: int) -> int | None:
 
 
 def focus(docs: list[tuple[str, str, str]], question: str, budget: int, encode: Callable[[str], list[int]],
-          *, max_units: int = 8, min_score: float = 1e-9) -> Focused:
+          *, max_units: int = 8, min_score: float = 1e-9, min_ratio: float = 0.5) -> Focused:
     """The evidence a small reader should see: `docs` are (path, anchor, text) in routing's order;
-    the best units (at most `max_units`, each scoring above `min_score`) with `CONTEXT` lines
+    the best units (at most `max_units`, each scoring above `min_score` and at least `min_ratio` of
+    the best) with `CONTEXT` lines
     either side, each document's head and CSV header, within `budget` tokens. A document with no
     chosen unit is left out; when no unit matches at all, the first document's head is kept."""
     texts = [t for _, _, t in docs]
@@ -261,8 +283,9 @@ def focus(docs: list[tuple[str, str, str]], question: str, budget: int, encode: 
     def lines_cost(j: int, idx: set[int]) -> int:
         return sum(len(encode(lines[j][i])) + 1 for i in idx)
 
+    floor = max(min_score, min_ratio * ranked[0].score) if ranked else min_score
     for u in ranked:
-        if taken >= max_units or u.score <= min_score:
+        if taken >= max_units or u.score <= min_score or u.score < floor:
             break
         j = u.doc
         want = set(range(max(0, u.first - CONTEXT), min(len(lines[j]), u.last + CONTEXT + 1)))

@@ -433,6 +433,12 @@ def _key(name: str, fp: str, mode: str, i: int, policy: str = "focused") -> str:
     return f"{name}+{policy}/{fp[:12]}/{mode}/{i}"
 
 
+def _digest(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
 def gold_documents(corpus: Path, q: dict) -> list:
     """The documents gold mode gives: of the documents of the question's evidence files (as
     `evidence_passages` makes them), those holding one of its quotes (whitespace folded), at most
@@ -491,17 +497,20 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
               **ident, "fingerprints": fps,
               "models": names, "modes": cfg.modes, "policies": cfg.policies}
     results = Results(out_dir, "reader", config, fresh=fresh, extendable=("models", "modes", "fingerprints", "policies"))
+    # A row's label names the adapter by its digest: two readers (v2, v3) share a bench folder and,
+    # since the memory does not depend on the reader, its store.
+    tags = {n: (f"{n}@{_digest(models.adapters[n])}" if models.adapters.get(n) else n) for n in names}
     plan = [(name, pol, mode, i) for name in names for pol in cfg.policies for mode in cfg.modes for i in range(len(qs))]
     hooks.plan(len(plan))
     if results.resumed:
-        hooks.advance(sum(_key(n, fps[n], m, i, p) in results for n, p, m, i in plan), True)
+        hooks.advance(sum(_key(tags[n], fps[n], m, i, p) in results for n, p, m, i in plan), True)
     t_run = time.perf_counter()
     gold_cache: dict[int, list] = {}
     stores: dict[str, object] = {}  # by fingerprint: the memory does not depend on the reader
     memory: dict[str, dict] = {}
     try:
         for name, pol, mode, i in plan:
-            key = _key(name, fps[name], mode, i, pol)
+            key = _key(tags[name], fps[name], mode, i, pol)
             if key in results:
                 continue
             q = qs[i]
@@ -537,7 +546,7 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
                          "prompt_tokens": res.timing.get("prompt_tokens"), "route": res.mode,
                          "evidence_recall": len(ev & seen) / len(ev), "how": res.reading.get("how"),
                          "citations": [{"path": c.get("path"), "quote": c.get("quote")} for c in res.citations]}
-            rec = {"model": f"{name}+{pol}", "fingerprint": fps[name], "mode": mode, "qid": i, "domain": q["category"],
+            rec = {"model": f"{tags[name]}+{pol}", "fingerprint": fps[name], "mode": mode, "qid": i, "domain": q["category"],
                    "kind": q["kind"], "split": q["split"],
                    "answerable": q["answerable"], "question": q["question"], "answers": q["answers"],
                    "reply": reply, **score(q, reply, quotes, ev_texts), **extra}
@@ -546,8 +555,8 @@ def run_reader(cfg: ReaderConfig, out_dir: Path, models: ReaderModels, *, corpus
     finally:
         for s in stores.values():
             s.close()
-    labels = [f"{n}+{p}" for n in names for p in cfg.policies]
-    fps = {**fps, **{f"{n}+{p}": fps[n] for n in names for p in cfg.policies}}
+    labels = [f"{tags[n]}+{p}" for n in names for p in cfg.policies]
+    fps = {**fps, **{f"{tags[n]}+{p}": fps[n] for n in names for p in cfg.policies}}
     recs = [r for r in results.records() if r["model"] in labels and r["fingerprint"] == fps[r["model"]]
             and r["mode"] in cfg.modes and r["qid"] < len(qs) and r["question"] == qs[r["qid"]]["question"]]
     summary = summarize(recs, labels, cfg.modes)
@@ -600,6 +609,7 @@ def _cell(rs: list[dict]) -> dict:
             "grounded": _pct([r["grounded"] for r in ans]), "abstention": _pct([r["abstained"] for r in neg]),
             "wrong_abstention": _pct([r["abstained"] for r in ans]),
             "tokens_per_s": round(sum(r.get("tokens") or 0 for r in rs) / gen_s, 1) if gen_s > 0 else None,
+            "seconds_per_question": round(gen_s / len(rs), 2) if rs else None,
             "evidence_recall": 100 * sum(rec) / len(rec) if rec else None}
 
 
@@ -628,12 +638,12 @@ TARGETS = (("gold", "all", "contains", 75.0, ">="), ("e2e", "all", "contains", 6
 def reader_tables(summary: dict) -> list[Table]:
     # Short headers (the table fits 80 columns); the Markdown intro says what each one means.
     head = ["model", "mode", "domain", "contains %", "quote %", "grounded %", "abstain %", "wrong abst. %",
-            "recall %", "tok/s", "n"]
+            "recall %", "s/q", "n"]
     rows = []
     for k, c in summary["cells"].items():
         m, mode, d = k.split("/")
         rows.append([m, mode, d, c["contains"], c["quote"], c["grounded"], c["abstention"], c["wrong_abstention"],
-                     c["evidence_recall"], c["tokens_per_s"], f"{c['n_answerable']}/{c['n_unanswerable']}"])
+                     c["evidence_recall"], c.get("seconds_per_question"), f"{c['n_answerable']}/{c['n_unanswerable']}"])
     missing = [n for n in summary.get("notes", []) if n.startswith("tuned model NOT run")]
     title = "Reader: base against tuned" + (" (tuned NOT run: no adapter)" if missing else "")
     tables = [Table(title, head, rows)]
@@ -664,8 +674,8 @@ def _intro(summary: dict) -> str:
         f"in the reply (answerable questions with known answers); quote: the system-located quote holds the answer "
         f"and is verbatim in the evidence; grounded: a quote verbatim in the evidence (answerable questions); abstain: "
         f"correct abstentions on unanswerable questions; wrong abst.: abstentions on answerable ones; recall: e2e "
-        f"only, the evidence files among the documents injected; tok/s: generated tokens over generation time, "
-        f"prefill included; n: answerable/unanswerable questions. Device {summary['device']}; {m.get('processor', '')}, "
+        f"only, the evidence files among the documents injected; s/q: seconds per question (gold: reading; e2e: the "
+        f"whole `ask`, routing included); n: answerable/unanswerable questions. Device {summary['device']}; {m.get('processor', '')}, "
         f"{m.get('cpus')} CPUs, load {m.get('loadavg')}; run {summary['run_seconds']} s "
         f"({summary['resumed_items']} items resumed).")
     return "\n\n".join(lines)

@@ -189,10 +189,14 @@ class Store:
         """Refuse a model other than the one the store was built with (any model fits an empty store)."""
         current = self.manifest
         if "fingerprint" in current and current["fingerprint"] != fingerprint:
+            why = ""
+            if current.get("adapter", "none") != "none":
+                why = (f" Its memory was encoded with the reader adapter {current['adapter']} merged, as msa did "
+                       "before the memory was made independent of the reader: re-ingest it once.")
             raise FingerprintMismatch(
                 f"{self.path} was built with model {current.get('model', '?')} "
                 f"(fingerprint {current['fingerprint']}); the current model is {model} "
-                f"(fingerprint {fingerprint}). Re-ingest with --reencode, or use the model it was built with."
+                f"(fingerprint {fingerprint}).{why} Re-ingest with --reencode, or use the model it was built with."
             )
 
     def bind_model(self, info: dict[str, str]) -> None:
@@ -518,7 +522,6 @@ class Store:
             "tombstoned": tomb, "segments": n_seg, "bytes_on_disk": disk,
             "bytes_per_token": round(disk / tokens, 1) if tokens else None,
             "collections": collections, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
-            "adapter": m.get("adapter", "none"),
             "format_version": m.get("format_version"), "sources": srcs, "jobs": jobs,
         }
 

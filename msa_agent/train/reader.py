@@ -191,7 +191,9 @@ class FixedMemory:
 def encode_memory(model: MSAModel, tok: Tokenizer, ex: Example, max_doc_tokens: int = 8192) -> FixedMemory:
     """Encode the example's documents as memory (as ingest does) and hold their K̄/V̄ (Hk, M, D)."""
     docs = [tok.document(d.text)[:max_doc_tokens] for d in ex.docs]
-    enc = model.encode(docs)
+    # The memory is the backbone's, never the reader's: encoded with the adapters off.
+    with torch.no_grad(), adapters_off(model):
+        enc = model.encode(docs)
     # Outside inference mode: the tensors join the autograd graph as constants.
     k = {i: t.transpose(0, 1).clone() for i, t in enc.k.items()}
     v = {i: t.transpose(0, 1).clone() for i, t in enc.v.items()}
@@ -227,7 +229,8 @@ def memory_slots(model: MSAModel, tok: Tokenizer, items: list[Item], max_doc_tok
         for d in it.ex.docs:
             docs.append(tok.document(d.text)[:max_doc_tokens])
             owner.append(b)
-    enc = model.encode(docs)
+    with torch.no_grad(), adapters_off(model):  # the backbone's memory, as ingest encodes it
+        enc = model.encode(docs)
     B = len(items)
     counts = [0] * B
     for b, n in zip(owner, enc.n_chunks):

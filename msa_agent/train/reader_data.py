@@ -983,6 +983,7 @@ class Mix:
     logs: float = 0.25
     two_hop: float = 0.0
     lists: float = 0.0
+    focused: float = 0.0  # share of examples whose evidence is laid out as `ask` shows it (`as_focused`)
 
     @classmethod
     def parse(cls, text: str) -> Mix:
@@ -1010,5 +1011,27 @@ def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = Non
     if mix.lists:
         out += list_examples(rng, int(n * mix.lists), split)
     out += log_examples(rng, n - len(out), split)
+    if mix.focused:
+        out = [as_focused(ex) if rng.random() < mix.focused else ex for ex in out]
     rng.shuffle(out)
     return out
+
+
+def _approx_tokens(text: str) -> list[int]:
+    return [0] * (len(text) // 4 + 1)  # focus needs lengths only: about 4 characters a token
+
+
+def as_focused(ex: Example) -> Example:
+    """The example's evidence as `ask` lays it out for the reader (`focus.focus`): the lines that
+    match the question, with each document's head and "…" between. Unchanged when the focused
+    lines would lose the answer (the reader must not learn to answer from lines that do not hold
+    it) or the supporting document."""
+    from msa_agent.focus import focus
+
+    f = focus([(d.path, d.anchor, d.text) for d in ex.docs], ex.question, 480, _approx_tokens)
+    if ex.gold is not None and (ex.gold not in f.docs or ex.answer not in f.blocks[f.docs.index(ex.gold)]):
+        return ex
+    docs = [Doc(ex.docs[j].path, ex.docs[j].anchor, b.split("\n", 1)[1] if "\n" in b else "")
+            for j, b in zip(f.docs, f.blocks)]
+    gold = f.docs.index(ex.gold) if ex.gold is not None else None
+    return Example(ex.question, ex.answer, docs, gold, ex.domain, ex.kind)

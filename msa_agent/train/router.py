@@ -717,8 +717,8 @@ def train_router(cfg: RouterTrainConfig, out_dir: Path, engine, *, checkpoint: P
     record = {
         "kind": "router",
         "format": RECORD_FORMAT,
-        # The reader's adapter (if merged) changes h: the router fits the backbone as encoded with it.
-        "backbone": {"name": engine.name, **backbone_identity(model_dir), "adapter": getattr(engine, "adapter", None),
+        # The router fits the backbone alone: the memory is encoded without the reader's adapter.
+        "backbone": {"name": engine.name, **backbone_identity(model_dir), "adapter": None,
                      "n_layer": engine.cfg.n_layer, "n_embd": engine.cfg.n_embd},
         "msa": {"decouple_router": True, "normalize_router": cfg.cosine, "query_reduce_method": cfg.query_reduce,
                 "head_reduce_method": "mean", "chunk_reduce_method": "max",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from msa_agent.ask import ask
 from msa_agent.reading import ABSTAIN, is_abstention, locate_quote
@@ -39,12 +40,17 @@ def test_abstention_phrases() -> None:
 
 
 def _answering(engine, monkeypatch, text: str) -> None:  # noqa: ANN001
+    """The reader writes `text`, whatever it reads (its first-token logits are flat)."""
     ids = engine.tok.encode(text)
 
-    def fake_generate(prefix, prompt, memory=None, **kw):  # noqa: ANN001, ANN202, ARG001
+    def fake_prefill(prefix, prompt, memory=None):  # noqa: ANN001, ANN202, ARG001
+        return torch.zeros(engine.cfg.vocab_size), None, 0
+
+    def fake_decode(logits, cache, pos, **kw):  # noqa: ANN001, ANN202, ARG001
         yield from ids
 
-    monkeypatch.setattr(engine.model, "generate", fake_generate)
+    monkeypatch.setattr(engine.answerer, "prefill", fake_prefill)
+    monkeypatch.setattr(engine.answerer, "decode", fake_decode)
 
 
 def test_ask_cites_the_document_with_a_verbatim_quote(built, engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,157 @@
+"""Focused reading: dates however written, the lines that answer, CSV headers kept, list
+questions recognised, and the reader policy (abstention overruled, ungrounded answers replaced,
+lists from the evidence lines)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from msa_agent.ask import ask
+from msa_agent.focus import QueryTerms, focus, question_dates, rank_units
+from msa_agent.reader import ReadPolicy, grounded, is_list_question, read_answer
+from msa_agent.reading import ABSTAIN
+
+
+def _tok_len(text: str) -> list[int]:
+    return [0] * (len(text) // 4 + 1)
+
+
+@pytest.mark.parametrize("question, text", [
+    ("What was the max temperature on July 4th 2013?", "2013-07-04,21.1,12.2"),
+    ("Rain on 4 Jul 2013?", "date 2013/07/04 rain"),
+    ("what happened on 2013-07-04", "04/Jul/2013:10:00:01 GET /"),
+    ("What did apt do on Dec 3rd?", "Dec  3 10:44:12 host apt[1]: done"),
+    ("What did apt do on 3 December?", "2026-12-03 10:44:12 install foo"),
+    ("Flow in March 2014?", "2014-03-17,5.5"),
+])
+def test_question_dates_match_the_forms_evidence_writes(question: str, text: str) -> None:
+    dates = question_dates(question)
+    assert dates and any(d.found(text) for d in dates)
+
+
+def test_question_dates_do_not_match_other_days() -> None:
+    (d,) = question_dates("What was the reading on July 4th 2013?")
+    assert not d.found("2013-07-14,1") and not d.found("2014-07-04,1")
+
+
+def test_query_words_are_stemmed_and_identifiers_split() -> None:
+    q = QueryTerms.of("Which retries does emergency_stop allow?")
+    assert {"retrie", "emergency_stop", "emergency", "stop", "allow"} <= q.words or {"retry"} & q.words
+
+
+def test_rank_units_puts_the_answering_line_first_among_lookalikes() -> None:
+    rng = random.Random(7)
+    rows = [f"2013-07-{d:02d},{rng.uniform(5, 30):.1f},{rng.uniform(0, 9):.1f}" for d in range(1, 29)]
+    text = "date,temp_max,precipitation\n" + "\n".join(rows)
+    ranked, total = rank_units([text, "unrelated prose about July weather"], "What was temp_max on July 17th 2013?")
+    assert ranked[0].text == rows[16] and total > 0
+
+
+def test_focus_keeps_the_header_the_head_and_the_budget() -> None:
+    rows = [f"2013-07-{d:02d},{d}.5,{d % 3}" for d in range(1, 29)]
+    csv_text = "date,temp_max,precipitation\n" + "\n".join(rows)
+    prose = "Title line\n" + "\n".join(f"Filler sentence number {i} about nothing." for i in range(60))
+    f = focus([("w.csv", "rows", csv_text), ("p.txt", "lines", prose)], "temp_max on July 17th 2013", 80, _tok_len)
+    assert f.docs == [0]  # the prose matches nothing
+    block = f.blocks[0]
+    assert "date,temp_max,precipitation" in block and "2013-07-17,17.5,2" in block and "…" in block
+    assert "2013-07-01" not in block.split("\n", 2)[-1] or block.count("\n") < 8
+    assert len(_tok_len(block)) <= 80 + 20
+
+
+@pytest.mark.parametrize("question", [
+    "Which packages were upgraded on May 20th?", "What fields does the statistics tuple have?",
+    "List the members of the board.", "Give both the precipitation and the wind speed.",
+    "What are the levels of the enforcement ladder?", "Which three posts must be held by different people?",
+    "Which days in that week had snow?",
+])
+def test_list_questions(question: str) -> None:
+    assert is_list_question(question)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the default timeout?", "Which exception is raised when the cache is full?",
+    "How many days is the notice period?", "When did the run finish?", "Who signs the release?",
+    "Which version of kubectl was installed?",
+])
+def test_single_questions(question: str) -> None:
+    assert not is_list_question(question)
+
+
+def test_grounded() -> None:
+    ev = "The fee is EUR 4,750 for each day of delay. Notice: 30 days."
+    assert grounded("EUR 4,750", ev) and grounded("30 days", ev)
+    assert not grounded("EUR 4,700", ev) and not grounded("the buyer pays nothing", ev)
+
+
+class _Scripted:
+    """A reader whose first-token logits and answer are set by the test."""
+
+    def __init__(self, tok, vocab: int, first: dict[int, float], answer: str) -> None:  # noqa: ANN001
+        self.tok, self.vocab, self.first, self.answer = tok, vocab, first, answer
+
+    def prefill(self, prefix, prompt, memory=None):  # noqa: ANN001, ANN201, ARG002
+        logits = torch.zeros(self.vocab)
+        for i, v in self.first.items():
+            logits[i] = v
+        return logits, None, 0
+
+    def decode(self, logits, cache, pos, **kw):  # noqa: ANN001, ANN201, ARG002
+        ids = self.tok.encode(self.answer)
+        if torch.isinf(logits).any() and self.answer == ABSTAIN:  # the abstention was banned
+            ids = self.tok.encode("EUR 4,750")
+        yield from ids
+
+
+class _Engine:
+    def __init__(self, tok, reader) -> None:  # noqa: ANN001
+        self.tok, self.answerer = tok, reader
+
+
+DOCS = [("c.txt", "lines 1-3", "SUPPLY AGREEMENT\nSupplier shall pay Buyer liquidated damages of EUR 4,750 for each day "
+         "of delay.\nGoverning law: Norway.")]
+
+
+def _read(engine, question: str, answer: str, first: dict[int, float], policy: ReadPolicy | None = None) -> object:  # noqa: ANN001
+    eng = _Engine(engine.tok, _Scripted(engine.tok, engine.cfg.vocab_size, first, answer))
+    f = focus(DOCS, question, 400, engine.tok.encode)
+    return read_answer(eng, [1, 2, 3], None, policy or ReadPolicy(), f)
+
+
+def test_a_hesitant_abstention_is_overruled_and_a_confident_one_stands(engine) -> None:  # noqa: ANN001
+    q = "How much does the supplier owe for each day a delivery is late?"
+    not_id = engine.tok.encode(ABSTAIN)[0]
+    hesitant = _read(engine, q, ABSTAIN, {not_id: 2.0})  # p(abstain) well under 0.9
+    assert hesitant.how == "forced" and hesitant.answer == "EUR 4,750" and hesitant.grounded
+    sure = _read(engine, q, ABSTAIN, {not_id: 40.0})
+    assert sure.how == "abstained" and sure.answer == ABSTAIN and sure.p_abstain > 0.99
+
+
+def test_an_answer_not_in_the_evidence_is_replaced(engine) -> None:  # noqa: ANN001
+    q = "How much does the supplier pay the buyer for each day of delay?"
+    r = _read(engine, q, "EUR 9,999", {})
+    assert r.how in ("extracted", "ungrounded") and r.generated == "EUR 9,999"
+    assert r.answer == ABSTAIN or "EUR 4,750" in r.answer
+    plain = _read(engine, q, "EUR 9,999", {}, ReadPolicy(grounding=False))
+    assert plain.answer == "EUR 9,999"
+
+
+def test_list_questions_are_answered_with_the_matching_lines(engine) -> None:  # noqa: ANN001
+    docs = [("h.log", "lines 1-5", "Start-Date: 2026-05-20\nUpgrade: libc6 (2.36-9), libc-bin (2.36-9)\n"
+             "Install: nodejs (20.1)\nUpgrade: libc-dev-bin (2.36-9)\nEnd-Date: 2026-05-20")]
+    eng = _Engine(engine.tok, _Scripted(engine.tok, engine.cfg.vocab_size, {}, "libc6"))
+    q = "Which packages were upgraded on May 20th 2026?"
+    r = read_answer(eng, [1], None, ReadPolicy(), focus(docs, q, 400, engine.tok.encode))
+    assert r.how == "listed" and "libc-dev-bin" in r.answer and "libc-bin" in r.answer
+
+
+def test_ask_reports_how_it_read(built, engine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    ids = engine.tok.encode("2.5")
+    monkeypatch.setattr(engine.answerer, "prefill", lambda p, q, m=None: (torch.zeros(engine.cfg.vocab_size), None, 0))
+    monkeypatch.setattr(engine.answerer, "decode", lambda *a, **k: iter(ids))
+    res = ask(built, engine, "What is the default timeout_s of PumpController.emergency_stop?", mode="lexical", rounds=1)
+    assert res.answer == "2.5" and res.reading["how"] == "generated" and res.reading["grounded"]
+    assert res.as_dict()["reading"]["coverage"] > 0
