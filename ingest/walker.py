@@ -155,7 +155,19 @@ class _Walk:
             return None
 
     def classify(self, path: Path, explicit: bool) -> str | None:
-        """None when the file is ingested, else the reason it is not."""
+        """None when the file is ingested, else the reason it is not. No file can stop the walk:
+        an error while looking at one (a sniffer's RecursionError on deeply nested JSON, say) is
+        that file's reason, `error: …`."""
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            return "error: its name is not valid UTF-8 (rename it to ingest it)"
+        try:
+            return self._classify(path, explicit)
+        except Exception as e:  # noqa: BLE001 - one file's failure, reported with its reason
+            return f"error: {type(e).__name__} while sniffing: {' '.join(str(e).split())[:200]}"
+
+    def _classify(self, path: Path, explicit: bool) -> str | None:
         ext = path.suffix.lower()
         if ext in BINARY_EXTS:
             return "binary"

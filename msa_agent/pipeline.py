@@ -89,6 +89,11 @@ class Progress:
     on_message: Callable[[str], None] = lambda msg: None
 
 
+def printable_path(path: str) -> str:
+    """A path as it can be printed and stored: bytes of a non-UTF-8 name shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -221,8 +226,9 @@ class _Run:
     def fail(self, key: str, reason: str) -> None:
         """A file that could not be ingested; one stored before keeps its documents."""
         self.report.failed += 1
-        entry: dict = {"path": key, "reason": reason}
-        msg = f"failed: {key}: {reason}"
+        shown = printable_path(key)
+        entry: dict = {"path": shown, "reason": reason}
+        msg = f"failed: {shown}: {reason}"
         if key in self.known:
             self.seen.add(key)  # not gone: keep its last good documents
             kept = self.store.record_source_failure(self.collection, key, reason)
@@ -249,6 +255,8 @@ class _Run:
             self.progress.on_message(f"skipped: {key}: {note}")
 
     def _failing_skip(self, p: Path, why: str) -> str | None:
+        if why.startswith("error: "):
+            return why.removeprefix("error: ")
         if why == "oversized":
             try:
                 size = p.stat().st_size

@@ -105,3 +105,25 @@ def test_parsers_raise_only_source_error_on_random_bytes(tmp_path_factory, ext, 
         return
     for doc in docs:
         assert doc.text.strip()
+
+
+def test_a_non_utf8_file_name_and_a_deeply_nested_jsonl_fail_alone(engine, tmp_path):
+    """Issue #21, items 1 and 2: each aborted the whole run (a lone surrogate reached the
+    tokenizer; a RecursionError escaped the sniffer, outside the per-file boundary)."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "good.md").write_text("# Good\n\nA normal file.\n")
+    with open(bytes(root) + b"/caf\xe9.md", "wb") as f:
+        f.write(b"# M\n\nx\n")
+    nested = "[" * 5000 + "]" * 5000
+    (root / "deep.jsonl").write_text(f'{{"ts": "2024-01-01T00:00:00Z", "v": {nested}}}\n' * 2)
+    st_ = Store.open(tmp_path / "store", create=True)
+    try:
+        rep = ingest_dir(root, st_, engine)
+        reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in rep.failures}
+        assert rep.failed == 2 and rep.added == 1
+        assert "not valid UTF-8" in reasons["caf\ufffd.md"]
+        assert "RecursionError" in reasons["deep.jsonl"]
+        assert [d.path for d in st_.live_documents("default")] == ["good.md"]
+    finally:
+        st_.close()

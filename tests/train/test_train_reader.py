@@ -343,3 +343,24 @@ def test_load_lora_restores_a_saved_adapter(tiny_model_dir: Path, tmp_path: Path
     add_lora(other, rank=2, alpha=4)
     with pytest.raises(ValueError, match="right shape"):
         load_lora(other, path, 2, 4)
+
+
+def test_focused_examples_keep_their_answer_and_look_like_what_ask_shows() -> None:
+    """`Mix.focused`: part of the evidence laid out as `ask`'s focused reader sees it (the
+    matching lines, "…" between); the answer span is still in the supporting document."""
+    from msa_agent.train.reader_data import as_focused
+
+    mix = Mix.parse("focused=1.0")
+    assert mix.focused == 1.0
+    exs = make_examples(120, 5, "train", mix, max_code_files=200)
+    elided = [e for e in exs if any("…" in d.text for d in e.docs)]
+    assert len(elided) > len(exs) // 4
+    for e in exs:
+        if e.answerable:
+            assert e.answer in e.docs[e.gold].text
+    plain = make_examples(60, 5, "train", Mix(), max_code_files=200)
+    for e in plain[:20]:
+        f = as_focused(e)
+        assert f.question == e.question and f.answer == e.answer
+        if f.answerable:
+            assert f.answer in f.docs[f.gold].text
