@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -36,7 +37,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="tor
 
 
 def _fail(e: Exception) -> None:
-    _err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -32,7 +33,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (d
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -123,7 +124,7 @@ def ingest(
             out.print(f"  {report.reused_documents} documents of changed files kept their stored encoding", highlight=False)
         if report.skipped:
             reasons = ", ".join(f"{n} {why}" for why, n in report.skipped.items())
-            out.print(f"  skipped {sum(report.skipped.values())}: {reasons}", highlight=False, soft_wrap=True)
+            out.print(f"  skipped {sum(report.skipped.values())}: {reasons}", highlight=False, soft_wrap=True, markup=False)
         for f in report.failures:
             kept = f" (kept its {f['kept_documents']} documents)" if "kept_documents" in f else ""
             out.print(f"  failed: {f['path']}: {f['reason']}{kept}", highlight=False, soft_wrap=True, markup=False)
@@ -200,7 +201,7 @@ def route(
         return
     table = Table("#", "score", "path", "anchor")
     for i, d in enumerate(result["docs"], 1):
-        table.add_row(str(i), f"{d['score']:.4f}", d["path"], d["anchor"])
+        table.add_row(str(i), f"{d['score']:.4f}", escape(d["path"]), escape(d["anchor"]))
     out.print(table)
 
 
@@ -221,7 +222,7 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         return
     for key in ("store", "documents", "tokens", "chunks", "tombstoned", "segments", "bytes_on_disk",
                 "bytes_per_token", "collections", "model", "fingerprint", "reader"):
-        out.print(f"{key:>16}: {info[key]}", highlight=False)
+        out.print(f"{key:>16}: {info[key]}", highlight=False, markup=False)
     for s in info["sources"]:
         run = s["last_run"]
         last = f"last run {run['status']} at {run['finished_at'] or run['started_at']}" if run else "no recorded run"
@@ -261,7 +262,7 @@ def verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
     else:
         for p in problems:
-            out.print(p, highlight=False, soft_wrap=True)
+            out.print(p, highlight=False, soft_wrap=True, markup=False)
         out.print("store is whole" if not problems else f"{len(problems)} problem(s)")
     if problems:
         raise typer.Exit(2)
@@ -304,11 +305,11 @@ def repair(store: StoreOpt = None, model: ModelOpt = None, wait: WaitOpt = 0.0, 
         if not res["damaged_segments"]:
             out.print("no damaged segments")
         for p in res["problems"]:
-            err.print(f"damaged: {p}", highlight=False, soft_wrap=True)
+            err.print(f"damaged: {p}", highlight=False, soft_wrap=True, markup=False)
         for r in res["reencoded"]:
-            out.print(f"re-encoded from source: {r}", highlight=False, soft_wrap=True)
+            out.print(f"re-encoded from source: {r}", highlight=False, soft_wrap=True, markup=False)
         for r in res["removed"]:
-            err.print(f"[bold red]removed[/] (source gone): {r}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]removed[/] (source gone): {escape(str(r))}", highlight=False, soft_wrap=True)
     if res["removed"]:
         raise typer.Exit(2)
 

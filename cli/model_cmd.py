@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from msa_agent.errors import MSAError
 
@@ -26,7 +27,7 @@ def inspect(
     try:
         info = inspect_model(path)
     except MSAError as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(info, indent=2))

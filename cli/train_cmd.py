@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Training: the MSA router projectors and the reader's adapters.")
@@ -64,7 +65,7 @@ def router(
         log(f"backbone {engine.name} on {device}")
         record = train_router(cfg, out, engine, checkpoint=checkpoint, log=log, started=t0)
     except MSAError as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(record, indent=2))
@@ -114,7 +115,7 @@ def reader(
         record = run(model, out, cfg, device=device, dtype=dtype,
                      log=lambda m: _err.print(m, highlight=False, markup=False, soft_wrap=True), validate_paths=chosen)
     except MSAError as e:
-        _err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(record, indent=2, default=str))

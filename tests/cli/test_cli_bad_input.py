@@ -193,3 +193,15 @@ def test_bad_options_exit_1(msa, fails, corpus, store_dir, tmp_path):
     assert res.returncode == 1 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
     assert "--max-file-mb" in res.stderr
     assert not store_dir.exists()
+
+
+def test_paths_are_not_read_as_rich_markup(msa, fails, corpus: Path, store_dir: Path, tmp_path: Path) -> None:
+    """Issue #21, item 11: `msa ingest '/x/nope[/]x'` crashed with a MarkupError, and a file named
+    `[bold]rich[x].md` showed as `rich.md` in `msa route`'s table."""
+    bad = tmp_path / "nope[/]x"
+    res = msa("ingest", bad, "--store", store_dir, code=1)
+    assert "nope[/]x" in fails(res)
+    (corpus / "[bold]rich[x].md").write_text("# Rich\n\nThe zebra-9 valve opens at 7.5 bar.\n")
+    msa("ingest", corpus, "--store", store_dir)
+    out = msa("route", "zebra-9 valve", "--store", store_dir, "--mode", "lexical").stdout
+    assert "[bold]rich[x].md" in out
