@@ -141,7 +141,7 @@ def ask(
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Documents routed per router layer.")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=8, help="Most routing rounds (memory interleave).")] = 3,
     mode: Annotated[str, typer.Option("--mode", help="Routing: auto, msa, lexical or hybrid.")] = "auto",
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most answer tokens.")] = 96,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=2048, help="Most answer tokens.")] = 96,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
@@ -203,6 +203,7 @@ def route(
     for i, d in enumerate(result["docs"], 1):
         table.add_row(str(i), f"{d['score']:.4f}", escape(d["path"]), escape(d["anchor"]))
     out.print(table)
+    out.print(f"{result['mode']} routing, {result['timing']['route_ms']:.0f} ms", highlight=False)
 
 
 @app.command()

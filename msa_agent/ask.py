@@ -156,7 +156,12 @@ def route(store: Store, engine: Engine, question: str, *, collection: str | None
           top_k: int | None = None, mode: str = "auto") -> dict:
     """Routing only: the documents routing picks for a question, best first."""
     t0 = time.perf_counter()
+    _check_question(question)
     router = Router(store, engine, collection, mode, top_k)
+    if collection is not None and len(router.memory) == 0:
+        from .errors import BadInput
+
+        raise BadInput(f"{store.path}: no documents in collection {collection!r}")
     hits = _route_round(router, engine, question, [], 0)
     ms = (time.perf_counter() - t0) * 1000
     return {"mode": router.mode, "docs": [_hit_dict(router, h) for h in hits[: router.top_k]],
@@ -217,6 +222,7 @@ def ask(
 ) -> AskResult:
     """Answer a question from memory, with citations. See the module docstring for the loop."""
     t0 = time.perf_counter()
+    _check_question(question)
     policy = policy or ReadPolicy()
     router = Router(store, engine, collection, mode, top_k)
     if len(router.memory) == 0:
@@ -329,6 +335,13 @@ def ask(
     result = AskResult(answer, citations, round_log, timing, router.mode)
     result.reading = read.as_dict()
     return result
+
+
+def _check_question(question: str) -> None:
+    if not question.strip():
+        from .errors import BadInput
+
+        raise BadInput("the question is empty")
 
 
 def _content_words(text: str) -> set[str]:

@@ -205,3 +205,14 @@ def test_paths_are_not_read_as_rich_markup(msa, fails, corpus: Path, store_dir: 
     msa("ingest", corpus, "--store", store_dir)
     out = msa("route", "zebra-9 valve", "--store", store_dir, "--mode", "lexical").stdout
     assert "[bold]rich[x].md" in out
+
+
+def test_an_empty_question_and_an_unknown_collection_are_user_errors(msa, fails, corpus: Path, store_dir: Path) -> None:
+    """Issue #21, item 14: both answered with exit 0."""
+    msa("ingest", corpus, "--store", store_dir)
+    assert "question is empty" in fails(msa("ask", "  ", "--store", store_dir, code=1))
+    assert "question is empty" in fails(msa("route", "", "--store", store_dir, code=1))
+    assert "no documents in collection 'nope'" in fails(msa("route", "pump", "--store", store_dir, "--collection", "nope", code=1))
+    assert "no documents in collection" in fails(msa("ask", "pump?", "--store", store_dir, "--collection", "nope", code=1))
+    res = msa("ask", "pump?", "--store", store_dir, "--max-tokens", "100000", code=2)
+    assert "2048" in res.output
