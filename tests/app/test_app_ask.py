@@ -9,6 +9,7 @@ from msa_agent.ask import ask, route
 from msa_agent.errors import BadInput, FingerprintMismatch
 from msa_agent.memory import MemoryIndex
 from msa_agent.pipeline import ingest_dir
+from msa_agent.reader import ReadPolicy
 
 HIT_KEYS = {"doc_id", "path", "kind", "anchor", "score"}
 
@@ -56,8 +57,10 @@ def test_route_top_k_defaults_to_the_models(built, engine):
 def test_ask_rounds_and_citations(built, engine, layer_calls):
     live = {d.id for d in built.live_documents(None)}
     streamed: list[str] = []
+    # The plain reading policy: the tiny random model's words stream and are cited as they are
+    # (the focused policy's grounding would replace them; tests/app/test_app_focus.py covers it).
     res = ask(built, engine, "Which sensor reported status ALARM?", mode="msa", rounds=2, max_new_tokens=6,
-              on_token=streamed.append)
+              on_token=streamed.append, policy=ReadPolicy.plain())
     assert res.mode == "msa"
     assert isinstance(res.answer, str) and res.answer == "".join(streamed).strip()
     assert 1 <= len(res.rounds) <= 2
@@ -88,7 +91,8 @@ def test_an_empty_collection(built, engine):
     with pytest.raises(BadInput, match="no documents in collection elsewhere"):
         ask(built, engine, "anything", collection="elsewhere")
     for mode in ("msa", "lexical", "hybrid"):
-        assert route(built, engine, "anything", collection="elsewhere", mode=mode)["docs"] == []
+        with pytest.raises(BadInput, match="no documents in collection 'elsewhere'"):
+            route(built, engine, "anything", collection="elsewhere", mode=mode)
 
 
 def test_another_models_store_is_refused_until_reencoded(corpus, store, engine, other_engine):

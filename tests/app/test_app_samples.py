@@ -10,6 +10,7 @@ import pytest
 from msa_agent.ask import ask, route
 from msa_agent.ingest import walk
 from msa_agent.pipeline import ingest_dir
+from msa_agent.reader import ReadPolicy
 from msa_agent.store import Store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "corpus"
@@ -55,8 +56,9 @@ def test_ask_over_the_samples_cites_live_documents(samples_store, engine):
     st, _ = samples_store
     live = {d.id for d in st.live_documents(None)}
     res = ask(st, engine, "What is the default timeout_s of PumpController.emergency_stop?", rounds=2,
-              max_new_tokens=4)
+              max_new_tokens=4, policy=ReadPolicy.plain())  # the tiny model's words, cited as they are
     assert res.citations and {c["doc_id"] for c in res.citations} <= live
     assert res.rounds[0]["routed"][0]["path"] == "code/pumpctl/controller.py"
-    res = ask(st, engine, "Which sensor reported status ALARM?", mode="msa", rounds=1, max_new_tokens=4)
+    res = ask(st, engine, "Which sensor reported status ALARM?", mode="msa", rounds=1, max_new_tokens=4,
+              policy=ReadPolicy.plain())
     assert res.rounds[0]["routed"] and {c["doc_id"] for c in res.citations} <= live

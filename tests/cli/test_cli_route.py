@@ -72,7 +72,14 @@ def test_route_stays_inside_its_collection(msa_json, built, store_dir):
     assert {built[d["doc_id"]].collection for d in everywhere["docs"]} == {"legal", "plant"}
 
 
-def test_ask_json(msa_json, built, store_dir):
+def test_ask_json(msa_json, built, store_dir, tiny_model_dir, monkeypatch):
+    # The tiny random model's words are no answer the focused reader would keep: it "answers" the
+    # contract's figure, so the citation path runs (the reading policy is tested in tests/app).
+    from msa_agent.model.model import MSAModel
+    from msa_agent.model.tokenizer import Tokenizer
+
+    ids = Tokenizer(tiny_model_dir).encode("42,000 EUR")
+    monkeypatch.setattr(MSAModel, "decode", lambda self, *a, **k: iter(ids))
     res = msa_json("ask", "What does Blue Harbor Robotics pay per quarter?", "--store", store_dir, "--max-tokens", "8",
                    "--rounds", "2")
     assert {"answer", "citations", "rounds", "timing"} <= set(res)
@@ -83,7 +90,8 @@ def test_ask_json(msa_json, built, store_dir):
         assert (c["path"], c["kind"], c["anchor"]) == (row.path, row.kind, row.anchor)
     assert 1 <= len(res["rounds"]) <= 2 and all(r["routed"] for r in res["rounds"])
     assert res["rounds"][0]["routed"][0]["path"] == "contracts/supply.txt"
-    assert {c["doc_id"] for c in res["citations"]} <= {i for r in res["rounds"] for i in r["injected"]}
+    read = {i for r in res["rounds"] for i in r["injected"] + r.get("read", [])}
+    assert {c["doc_id"] for c in res["citations"]} <= read and res["reading"]["how"] == "generated"
     assert {"route_ms", "generate_ms", "tokens"} <= set(res["timing"]) and res["timing"]["tokens"] <= 8
 
 
@@ -105,7 +113,8 @@ def test_ask_msa_mode_routes_in_every_router_layer(msa_json, built, store_dir, m
     assert set(layers) == {2, 3} and len(layers) >= 2 * (len(res["rounds"]) + 1)
     routed = {d["doc_id"] for r in res["rounds"] for d in r["routed"]}
     assert {built[i].collection for i in routed} == {"plant"}
-    assert {c["doc_id"] for c in res["citations"]} <= {i for r in res["rounds"] for i in r["injected"]}
+    read = {i for r in res["rounds"] for i in r["injected"] + r.get("read", [])}
+    assert {c["doc_id"] for c in res["citations"]} <= read
 
 
 def test_text_output(msa, built, store_dir):
