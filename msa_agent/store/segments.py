@@ -94,7 +94,7 @@ def write_segment(
     tmp = segments_dir / f".tmp-{seg_id}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)
     sums = {}
     for name, arr, dtype in (("k.npy", k, np.float16), ("v.npy", v, np.float16), ("chunks.npy", chunks, np.int32),
                              ("rk.npy", rk, np.float16)):
@@ -105,6 +105,8 @@ def write_segment(
     (tmp / "meta.json").write_text(json.dumps(meta))
     with open(tmp / "meta.json", "rb+") as f:
         os.fsync(f.fileno())
+    for f in tmp.iterdir():  # the memory holds documents' content: the owner's alone
+        f.chmod(0o600)
     _fsync_dir(tmp)
     final = segments_dir / seg_id
     os.replace(tmp, final)

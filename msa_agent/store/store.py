@@ -121,6 +121,10 @@ class Store:
             if not create:
                 raise StoreNotFound(f"no store at {path} (run `msa ingest DIR` first, or pass --store)")
             path.mkdir(parents=True, exist_ok=True)
+            # Stores hold contracts' verbatim text: the owner's alone (0700, database 0600; SQLite
+            # gives its -wal and -shm files the database's mode).
+            path.chmod(0o700)
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(f"sqlite:///{db}")
 
         @event.listens_for(engine, "connect")
@@ -135,7 +139,7 @@ class Store:
         with engine.begin() as conn:
             migrate(conn)
         store = cls(path, engine)
-        store.segments_dir.mkdir(exist_ok=True)
+        store.segments_dir.mkdir(mode=0o700, exist_ok=True)
         return store
 
     def close(self) -> None:
@@ -222,7 +226,7 @@ class Store:
         self._segments.clear()
         self._seg_problems.clear()
         shutil.rmtree(self.segments_dir, ignore_errors=True)
-        self.segments_dir.mkdir()
+        self.segments_dir.mkdir(mode=0o700)
 
     # ---- writing ---------------------------------------------------------------------------
 

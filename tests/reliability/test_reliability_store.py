@@ -193,3 +193,29 @@ def test_collections_never_leak(engine, tmp_path):
             assert cited <= a_ids | {None}, (q, cited)
     finally:
         st.close()
+
+
+def test_a_new_store_is_the_owners_alone(tmp_path):
+    """Issue #21, item 10: stores were 0755/0644 from the umask, though they hold documents'
+    verbatim text."""
+    import stat
+
+    import numpy as np
+
+    from msa_agent.store import Store
+    from msa_agent.store.segments import write_segment
+
+    old = os.umask(0o022)
+    try:
+        st_ = Store.open(tmp_path / "s", create=True)
+        rng = np.random.default_rng(0)
+        k = rng.standard_normal((2, 3, 1, 4)).astype(np.float16)
+        write_segment(st_.segments_dir, "seg1", k, k.copy(), None, np.arange(3, dtype=np.int32))
+        st_.close()
+    finally:
+        os.umask(old)
+    root = tmp_path / "s"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "msa.db").stat().st_mode) == 0o600
+    for p in (root / "segments").rglob("*"):
+        assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
