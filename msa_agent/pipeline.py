@@ -263,8 +263,12 @@ class _Run:
             except OSError:
                 size = 0
             mb = self.max_file_bytes / 1e6
-            return (f"too large to ingest ({size / 1e6:.1f} MB; the limit is {mb:g} MB, {mb * BULK_FACTOR:g} MB "
-                    f"for logs, PDF and DOCX: see --max-file-mb); not read")
+            reason = (f"too large to ingest ({size / 1e6:.1f} MB; the limit is {mb:g} MB, {mb * BULK_FACTOR:g} MB "
+                      f"for logs, PDF and DOCX: see --max-file-mb)")
+            if size <= self.max_file_bytes * BULK_FACTOR and p.suffix.lower() in (".log", ".csv", ".jsonl", ".txt", ".out"):
+                # Under the bulk limit, yet refused: its first lines did not read as a log.
+                reason += f"; it was not recognised as a log (no timestamped rows in its first lines), so {mb:g} MB applied"
+            return reason + "; not read"
         if why == "unreadable":
             try:
                 if p.is_dir():

@@ -216,3 +216,15 @@ def test_an_empty_question_and_an_unknown_collection_are_user_errors(msa, fails,
     assert "no documents in collection" in fails(msa("ask", "pump?", "--store", store_dir, "--collection", "nope", code=1))
     res = msa("ask", "pump?", "--store", store_dir, "--max-tokens", "100000", code=2)
     assert "2048" in res.output
+
+
+def test_a_large_log_that_is_not_recognised_says_which_limit_applied(msa_json, tmp_path: Path, store_dir: Path) -> None:
+    """Issue #21, item 13: a 52 MB .log was refused "over 100 MB for logs"."""
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "app.log").write_text("no timestamps in this log at all, only words\n" * 2000)  # 90 KB
+    (root / "ok.md").write_text("# Fine\n\ntext\n")
+    rep = msa_json("ingest", root, "--store", store_dir, "--max-file-mb", "0.05", code=2)
+    (reason,) = [f["reason"] for f in rep["failures"]]
+    assert "0.1 MB" in reason or "0.09 MB" in reason or "(0.1 MB" in reason
+    assert "not recognised as a log" in reason and "0.05 MB applied" in reason
