@@ -12,6 +12,9 @@ and then writes a value that is in no document. So:
   given. One that is not is replaced by the evidence line that matches the question best when
   support is strong (`extract_at`), else by "Not stated.";
 - with almost no support (`abstain_below`) msa abstains without reading;
+- a value the reader took from a weaker line while the best-matching line holds exactly one value
+  of the same shape is replaced by that value (`snap_to_best`: the next row's time, a neighbouring
+  number);
 - a question that asks for several things ("which packages…", "list…", "both…") is answered
   with the evidence lines that match it best (`list_lines` at most, each scoring at least
   `list_ratio` of the best), verbatim: the 135M reader names one value where several are asked.
@@ -47,6 +50,7 @@ class ReadPolicy:
     abstain_below: float = 0.0  # coverage under which msa abstains without reading
     grounding: bool = True  # an answer not in the evidence is replaced
     extract_at: float = 0.6  # coverage at which an ungrounded answer becomes the best line, not an abstention
+    snap: bool = True  # a value read off a weaker line is taken from the best line instead (`snap_to_best`)
     lists: bool = True  # list questions are answered with the matching evidence lines
     list_lines: int = 6
     list_ratio: float = 0.6
@@ -141,6 +145,10 @@ def read_answer(engine, ids: list[int], sel, policy: ReadPolicy, focused: Focuse
                 read.answer, read.how = ABSTAIN, "ungrounded"
     else:
         read.grounded = grounded(answer, evidence) if focused is not None else False
+    if focused is not None and policy.snap and read.how in ("generated", "forced") and read.grounded:
+        snapped = snap_to_best(read.answer, focused)
+        if snapped is not None:
+            read.generated, read.answer, read.how = read.answer, snapped, "snapped"
     if focused is not None and policy.lists and is_list_question(focused.question) and not read.how == "abstained":
         lines = list_lines(focused, policy)
         if len(lines) > 1:
@@ -177,6 +185,22 @@ def is_list_question(question: str) -> bool:
                     and nxt in _AFTER_PLURAL):
                 return True
     return False
+
+
+def snap_to_best(answer: str, focused: Focused) -> str | None:
+    """The neighbouring-value fix: when the reader's value (a short answer with digits) is in none
+    of the best-matching lines, and those lines hold exactly one value of the same shape (digits
+    for digits, the rest as written: 02:21:00Z → 02:17:00Z), that value. None otherwise."""
+    a = answer.strip()
+    if not focused.ranked or len(a) > 32 or not re.search(r"\d", a) or focused.ranked[0].score <= 0:
+        return None
+    best = focused.ranked[0].score
+    top = [u.text for u in focused.ranked if u.score >= best - 1e-9]
+    if any(a.lower() in t.lower() for t in top):
+        return None
+    shape = re.compile(r"(?<![\d.])" + "".join(r"\d" if ch.isdigit() else re.escape(ch) for ch in a) + r"(?![\d])")
+    found = {m.group() for t in top for m in shape.finditer(t)}
+    return found.pop() if len(found) == 1 else None
 
 
 def list_lines(focused: Focused, policy: ReadPolicy) -> list[str]:

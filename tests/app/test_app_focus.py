@@ -11,7 +11,7 @@ import torch
 
 from msa_agent.ask import ask
 from msa_agent.focus import QueryTerms, focus, question_dates, rank_units
-from msa_agent.reader import ReadPolicy, grounded, is_list_question, read_answer
+from msa_agent.reader import ReadPolicy, grounded, is_list_question, read_answer, snap_to_best
 from msa_agent.reading import ABSTAIN
 
 
@@ -155,3 +155,14 @@ def test_ask_reports_how_it_read(built, engine, monkeypatch: pytest.MonkeyPatch)
     res = ask(built, engine, "What is the default timeout_s of PumpController.emergency_stop?", mode="lexical", rounds=1)
     assert res.answer == "2.5" and res.reading["how"] == "generated" and res.reading["grounded"]
     assert res.as_dict()["reading"]["coverage"] > 0
+
+
+def test_a_value_read_off_a_weaker_line_snaps_to_the_best_line() -> None:
+    docs = [("s.csv", "window", "sensor pump-3\nstatus: 1 ALARM (02:17:00Z), 2 STOPPED (02:21:00Z)\n"
+             "timestamp,sensor_id,metric,value,status\n2024-03-14T02:13:00Z,pump-3,pressure_bar,9.02,WARN\n"
+             "2024-03-14T02:17:00Z,pump-3,pressure_bar,9.41,ALARM\n2024-03-14T02:21:00Z,pump-3,pressure_bar,0.42,STOPPED")]
+    f = focus(docs, "Which sensor reported status ALARM, and at what time?", 400, _tok_len)
+    assert snap_to_best("02:21:00Z", f) == "02:17:00Z"  # the next row's time
+    assert snap_to_best("9.02", f) == "9.41"
+    assert snap_to_best("02:17:00Z", f) is None  # already the best line's
+    assert snap_to_best("pump-3", f) is None and snap_to_best("STOPPED", f) is None  # no digits: left alone
