@@ -13,13 +13,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from .engine import Engine
 from .memory import MemoryIndex, RecordingSelector, resolve_mode
 from .focus import focus
-from .reader import ReadPolicy, read_answer
+from .reader import ReadPolicy, read_answer, read_table
 from .reading import SYSTEM, content_words, evidence_block, is_abstention, locate_quote, prompt_pieces
 from .store import Store
 
@@ -313,15 +314,27 @@ def ask(
         if extra:
             round_log[-1]["read"] = [router.memory.docs[h.index].id for h in extra]
     docs = [router.memory.docs[h.index] for h in injected]
-    if policy.focus and docs:
+    table = None
+    if policy.tables and docs:
+        # A question over CSV rows reads the whole of the routed CSV files (their windows in line
+        # order): a range or a maximum needs rows routing did not pick.
+        rows = table_documents(router.memory, injected)
+        table = read_table(question, [(d.path, d.anchor, d.text) for _, d in rows], on_token=on_token)
+        if table is not None:
+            injected = [RouteHit(rows[j][0], 1.0) for j in table[1]] or injected
+    if table is not None:
+        read = table[0]
+        ids: list[int] = []
+    elif policy.focus and docs:
         focused = focus([(d.path, d.anchor, d.text) for d in docs], question, policy.focus_budget, tok.encode,
                         max_units=policy.focus_units)
         blocks = focused.blocks
     else:
         focused, blocks = None, evidence
-    ids, mask = _prompt(engine, blocks, len(blocks), question)
-    sel, _ = router.selector(question, mask, attend=attend_memory)
-    read = read_answer(engine, ids, sel, policy, focused, max_new_tokens=max_new_tokens, on_token=on_token)
+    if table is None:
+        ids, mask = _prompt(engine, blocks, len(blocks), question)
+        sel, _ = router.selector(question, mask, attend=attend_memory)
+        read = read_answer(engine, ids, sel, policy, focused, max_new_tokens=max_new_tokens, on_token=on_token)
     gen_s = time.perf_counter() - tg
     answer = read.answer
     # An abstention cites nothing: no document supports it.
@@ -335,6 +348,33 @@ def ask(
     result = AskResult(answer, citations, round_log, timing, router.mode)
     result.reading = read.as_dict()
     return result
+
+
+TABLE_FILES = 2  # routed CSV files a table question reads whole
+TABLE_DOCS = 20_000  # documents (windows) of one file, at most
+
+
+def table_documents(memory, hits: list[RouteHit]) -> list[tuple[int, object]]:  # noqa: ANN001 - MemoryIndex
+    """(index, document) of every window of the CSV files among `hits` (the first `TABLE_FILES`
+    such files, in routing order), each file's windows in ingest (line) order."""
+    from msa_agent.ingest.logs import CSV_EXTS
+
+    paths: list[str] = []
+    for h in hits:
+        p = memory.docs[h.index].path
+        if p not in paths and Path(p).suffix.lower() in CSV_EXTS:
+            paths.append(p)
+    paths = paths[:TABLE_FILES]
+    if not paths:
+        return []
+    cached = getattr(memory, "_by_path", None)
+    if cached is None or cached[0] is not memory.docs or cached[1] != len(memory.docs):
+        by_path: dict[str, list[int]] = {}
+        for i, d in enumerate(memory.docs):
+            by_path.setdefault(d.path, []).append(i)
+        cached = memory._by_path = (memory.docs, len(memory.docs), by_path)
+    by_path = cached[2]
+    return [(i, memory.docs[i]) for p in paths for i in by_path.get(p, [])[:TABLE_DOCS]]
 
 
 def _check_question(question: str) -> None:

@@ -54,11 +54,17 @@ class ReadPolicy:
     lists: bool = True  # list questions are answered with the matching evidence lines
     list_lines: int = 6
     list_ratio: float = 0.6
+    # Extractive answers (`best_span`): "off"; "typed": an answer not of the kind the question asks
+    # for (a version, a date…) is replaced by the evidence span of that kind the reader scores best;
+    # "always": the best-scoring span of the asked kind, the reader's own answer competing
+    spans: str = "typed"
+    tables: bool = True  # a question over CSV rows is answered by `tableqa` when it can be
 
     @classmethod
     def plain(cls) -> ReadPolicy:
         """The reader as it was: whole documents, its own words, no checks."""
-        return cls(focus=False, abstain_confidence=0.0, abstain_below=0.0, grounding=False, lists=False)
+        return cls(focus=False, abstain_confidence=0.0, abstain_below=0.0, grounding=False, lists=False, spans="off",
+                   tables=False)
 
 
 @dataclass
@@ -118,6 +124,14 @@ def read_answer(engine, ids: list[int], sel, policy: ReadPolicy, focused: Focuse
         logits = logits.clone()
         logits[banned] = float("-inf")
         how = "forced"
+    first_logits = logits
+    use_spans = focused is not None and policy.spans != "off" and cache is not None
+    if use_spans:  # the spans are scored over the prompt's cache, kept as it is before decoding
+        from msa_agent.model.model import KVCache
+
+        cache_ = KVCache(len(cache.k))
+        cache_.k, cache_.v = list(cache.k), list(cache.v)
+        pos_ = pos
     stream = on_token if not policy.grounding else None
     out: list[int] = []
     shown = ""
@@ -145,6 +159,11 @@ def read_answer(engine, ids: list[int], sel, policy: ReadPolicy, focused: Focuse
                 read.answer, read.how = ABSTAIN, "ungrounded"
     else:
         read.grounded = grounded(answer, evidence) if focused is not None else False
+    if use_spans and read.how in ("generated", "forced") and not (policy.lists and is_list_question(focused.question)):
+        span = best_span(engine, first_logits, cache_, pos_, focused, answer, policy.spans)
+        if span is not None and span != read.answer:
+            read.generated = read.generated or answer
+            read.answer, read.how, read.grounded = span, "span", True
     if focused is not None and policy.snap and read.how in ("generated", "forced") and read.grounded:
         snapped = snap_to_best(read.answer, focused)
         if snapped is not None:
@@ -214,6 +233,48 @@ def list_lines(focused: Focused, policy: ReadPolicy) -> list[str]:
     return list(dict.fromkeys(u.text.strip() for u in best if u.text.strip()))
 
 
+def best_span(engine, first_logits: torch.Tensor, cache, pos: int, focused: Focused, answer: str,  # noqa: ANN001
+              mode: str) -> str | None:
+    """The span of the evidence, of the kind the question asks for (`spans.answer_type`: a
+    version, a date, a CVE…), that the reader most likely writes (`spans.score_spans`), when the
+    reader's own `answer` is not of that kind ("typed"), or always ("always": the answer competes
+    as one more span when it is evidence text). None when the question's kind is not known, the
+    answer is of it, or the best lines hold no span of it."""
+    from .spans import TYPED, answer_type, candidates, score_spans
+
+    kind = answer_type(focused.question)
+    if kind is None:
+        return None
+    forms = ("number", "numword") if kind == "number" else ("ident", "quoted") if kind == "ident" else (kind,)
+    of_kind = any(TYPED[f].search(answer) for f in forms)
+    if mode == "typed" and of_kind:
+        return None
+    texts = [s.text for s in candidates(focused, kind) if s.kind in forms]
+    if mode == "always" and of_kind and any(answer.lower() in u.text.lower() for u in focused.ranked[:4]):
+        texts.append(answer)
+    if not texts:
+        return None
+    if len(texts) == 1:
+        return texts[0]
+    tok = engine.tok
+    scores = score_spans(engine.answerer, first_logits, cache, pos, [tok.encode(t) for t in texts], tok.im_end)
+    return texts[max(range(len(texts)), key=lambda i: scores[i])]
+
+
+def read_table(question: str, docs: list[tuple[str, str, str]], *,  # noqa: ANN001
+               on_token: Callable[[str], None] | None = None) -> tuple[Read, list[int]] | None:
+    """The answer `tableqa` gives over the CSV rows of `docs`, and which documents (indices into
+    `docs`) hold the rows it used; None when it gives none (not a table question, or not sure)."""
+    from .tableqa import answer_table
+
+    t0 = time.perf_counter()
+    tab = answer_table(question, docs)
+    if tab is None:
+        return None
+    used = list(dict.fromkeys(d for d, _ in tab.cells))
+    return _emit(Read(tab.answer, f"table:{tab.how}", 0.0, 1.0, True, 0, 0.0), on_token, t0), used
+
+
 def _emit(read: Read, on_token: Callable[[str], None] | None, t0: float) -> Read:
     read.first_token_ms = (time.perf_counter() - t0) * 1000
     if on_token is not None:
@@ -231,6 +292,10 @@ def read_documents(engine, question: str, docs: list[tuple[str, str, str]], poli
     from .reading import evidence_block
 
     tok = engine.tok
+    if policy.tables:
+        tab = read_table(question, docs)
+        if tab is not None:
+            return tab[0]
     if policy.focus:
         focused = focus(docs, question, policy.focus_budget, tok.encode, max_units=policy.focus_units)
         blocks = focused.blocks

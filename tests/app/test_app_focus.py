@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from msa_agent.ask import ask
-from msa_agent.focus import QueryTerms, focus, question_dates, rank_units
+from msa_agent.focus import QueryTerms, focus, question_dates, rank_units, records
 from msa_agent.reader import ReadPolicy, grounded, is_list_question, read_answer, snap_to_best
 from msa_agent.reading import ABSTAIN
 
@@ -166,3 +166,75 @@ def test_a_value_read_off_a_weaker_line_snaps_to_the_best_line() -> None:
     assert snap_to_best("9.02", f) == "9.41"
     assert snap_to_best("02:17:00Z", f) is None  # already the best line's
     assert snap_to_best("pump-3", f) is None and snap_to_best("STOPPED", f) is None  # no digits: left alone
+
+
+# ---- records, pieces of long lines, paraphrase ------------------------------------------------------
+
+APT = """Start-Date: 2026-05-20  16:20:01
+Commandline: apt-get install -y build-essential
+Install: gcc:amd64 (12.2.0-14), make:amd64 (4.3-4.1)
+Upgrade: libc6:amd64 (2.36-9+deb12u10, 2.36-9+deb12u13)
+End-Date: 2026-05-20  16:27:32
+
+Start-Date: 2026-05-20  16:49:02
+Commandline: apt-get install -y nodejs
+Install: nodejs:amd64 (20.20.2-1nodesource1)
+Upgrade: libc6:amd64 (2.36-9+deb12u13, 2.36-9+deb12u14)
+End-Date: 2026-05-20  16:49:21"""
+
+
+def test_a_line_is_ranked_with_the_terms_of_its_record() -> None:
+    ranked, _ = rank_units([APT], "In the apt run that installed nodejs, what version was libc6 upgraded to?")
+    assert ranked[0].text.startswith("Upgrade:") and "deb12u14" in ranked[0].text
+    ranked, _ = rank_units([APT], "When did the apt session that installed nodejs finish?")
+    assert "16:49:21" in "\n".join(u.text for u in ranked[:3])  # "finish" is an End-Date's "end"
+
+
+def test_records_follow_blank_lines_indentation_and_shared_minutes() -> None:
+    text = ("class Pump:\n    def stop(self, timeout_s=2.5):\n        \"\"\"Stop now.\"\"\"\n        return timeout_s\n"
+            "\n2026-09-22 04:45:20 install gdb 13.1-3\n2026-09-22 04:45:20 status installed gdb 13.1-3\n"
+            "2026-09-22 04:46:02 install vim 9.0")
+    recs = records(text.split("\n"))
+    assert (1, 3) in recs[3] and (0, 3) in recs[3]  # the def, then the class
+    assert recs[5][0] == (5, 6) and (5, 6) not in recs[7]
+
+
+def test_adjacent_windows_of_one_file_share_records() -> None:
+    head = "Start-Date: 2026-06-24  14:37:36\nCommandline: apt-get install -y google-cloud-cli"
+    tail = "Install: openjdk-17-jre:amd64 (17.0.15, automatic)\nEnd-Date: 2026-06-24  14:38:01"
+    q = "Which apt command started the run in which openjdk-17-jre was installed?"
+    ranked, _ = rank_units([head, tail], q, [("h.log", "lines 1-2"), ("h.log", "lines 3-4")])
+    joined = next(u for u in ranked if u.text.startswith("Commandline"))
+    alone, _ = rank_units([head, tail], q, [("h.log", "lines 1-2"), ("other.log", "lines 3-4")])
+    assert joined.score > next(u for u in alone if u.text.startswith("Commandline")).score
+
+
+def test_a_long_line_is_shown_by_the_piece_that_answers_after_its_key() -> None:
+    pkgs = ", ".join(f"libpkg{i}:amd64 ({i}.0-1, automatic)" for i in range(60))
+    text = f"Start-Date: 2026-10-16  23:03:57\nInstall: {pkgs}, cmake-data:amd64 (3.25.1-1, automatic)\nEnd-Date: 2026-10-16"
+    f = focus([("h.log", "lines 1-3", text)], "Which version of cmake-data was installed?", 120, _tok_len)
+    assert f.ranked[0].span is not None and "cmake-data" in f.ranked[0].text and len(f.ranked[0].text) < 300
+    block = f.blocks[0]
+    assert "Install: " in block and "cmake-data:amd64 (3.25.1-1" in block and "libpkg30:" not in block
+    assert len(_tok_len(block)) <= 120
+
+
+def test_clock_times_and_paraphrase_match() -> None:
+    ranked, _ = rank_units(["Start-Date: 2026-05-09  07:28:46\nStart-Date: 2026-05-09  17:28:46"],
+                           "What ran at 7:28 on May 9th 2026?")
+    assert "07:28:46" in ranked[0].text
+    text = "The minimum discussion period is 2 weeks.\nThe maximum discussion period is 3 weeks."
+    ranked, _ = rank_units([text], "What is the longest the discussion period can last?")
+    assert "3 weeks" in ranked[0].text
+    text = ("Violations are reported to the community leaders by phone.\n"
+            "Violations are reported to the community leaders at conduct@example.org.")
+    ranked, _ = rank_units([text], "To which email should violations be reported?")
+    assert "@" in ranked[0].text
+    ranked, _ = rank_units(["Commandline: apt-get install -y tzdata", "Install: tzdata"], "Which apt command installed tzdata?")
+    assert ranked[0].text.startswith("Commandline")  # "command" finds "Commandline"
+
+
+def test_coverage_counts_a_units_own_terms_only() -> None:
+    f = focus([("h.log", "lines 1-11", APT)], "In the apt run that installed nodejs, what version was libc6 upgraded to?",
+              400, _tok_len)
+    assert 0 < f.coverage <= 1 and f.coverage == pytest.approx(max(u.own for u in f.ranked) / f.total)
