@@ -172,8 +172,10 @@ def ask(
     if not result.citations:
         out.print("  (none: the memory does not support an answer)", highlight=False, markup=False)
     t = result.timing
-    err.print(f"[dim]{result.mode} routing, {len(result.rounds)} round(s), {t['route_ms']:.0f} ms; "
-              f"answer {t['tokens']} tokens at {t['tokens_per_s']:.1f} tok/s[/]")
+    how = (result.reading or {}).get("how", "")
+    made = (f"answer read off the table's rows ({how.split(':', 1)[1]}) in {t['generate_ms']:.0f} ms"
+            if how.startswith("table:") else f"answer {t['tokens']} tokens at {t['tokens_per_s']:.1f} tok/s")
+    err.print(f"[dim]{result.mode} routing, {len(result.rounds)} round(s), {t['route_ms']:.0f} ms; {made}[/]")
 
 
 @app.command()

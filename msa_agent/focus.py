@@ -223,6 +223,7 @@ def units(text: str, doc: int = 0) -> list[Unit]:
 
 RECORD_MAX = 40  # lines: a longer block (a whole CSV window, a log without blank lines) is no record
 INNER, OUTER = 0.5, 0.25  # weight of the query terms a unit's record (and the record around that) holds
+RECORD_CAP = 1.5  # a record lifts a unit by at most this times its own score
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d[ T]+\d\d:\d\d|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d)")
 _ANCHOR = re.compile(r"\blines? (\d+)(?:-(\d+))?$")
 
@@ -444,11 +445,14 @@ def rank_units(texts: list[str], question: str, sources: list[tuple[str, str]] |
         score = sum(mine.values())
         seen = set(mine)
         # a CSV row is a record by itself: its neighbours are other days, other sensors
+        bonus = 0.0
         for weight, r in zip((INNER, OUTER), [] if (u.doc, u.first) in rows else recs[s][off + u.first]):
             more = {w: v for w, v in held(s, *r).items() if w not in seen}
-            score += weight * sum(more.values())
+            bonus += weight * sum(more.values())
             seen |= set(more)
-        u.score = score
+        # the record lifts a unit by at most its own score: a page of prose without blank lines is
+        # one record, and its title line must not win on the words of the page
+        u.score = score + min(bonus, RECORD_CAP * score)
         r = recs[s][off + u.first]
         if r and r[0][0] != off + u.first and (s, r[0][0]) in home:
             u.head = home[(s, r[0][0])]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from msa_agent.ask import ask
-from msa_agent.focus import QueryTerms, focus, question_dates, rank_units, records
+from msa_agent.focus import RECORD_CAP, QueryTerms, focus, question_dates, rank_units, records
 from msa_agent.reader import ReadPolicy, grounded, is_list_question, read_answer, snap_to_best
 from msa_agent.reading import ABSTAIN
 
@@ -238,3 +238,19 @@ def test_coverage_counts_a_units_own_terms_only() -> None:
     f = focus([("h.log", "lines 1-11", APT)], "In the apt run that installed nodejs, what version was libc6 upgraded to?",
               400, _tok_len)
     assert 0 < f.coverage <= 1 and f.coverage == pytest.approx(max(u.own for u in f.ranked) / f.total)
+
+
+def test_a_record_lifts_a_unit_by_at_most_its_own_score_times_the_cap() -> None:
+    # a page of prose without blank lines is one record: its title line holds few of the question's
+    # words and must not climb over the lines that hold them on the strength of the page's words
+    page = ("SUPPLY AGREEMENT\n"
+            "Made between Northwind Components Ltd and Blue Harbor Robotics Inc.\n"
+            "1. Fees\n"
+            "The Customer shall pay EUR 48,500 per Quarter.\n"
+            "2. Term\n"
+            "The term is two years from the Effective Date.")
+    ranked, _ = rank_units([page], "What does Blue Harbor Robotics pay per quarter under the supply agreement?")
+    assert all(u.score <= (1 + RECORD_CAP) * u.own + 1e-9 for u in ranked)
+    heading = next(u for u in ranked if u.text == "1. Fees")  # one weak word of the question
+    answer = next(u for u in ranked if "48,500" in u.text)
+    assert heading.own > 0 and heading.score <= 2.5 * heading.own + 1e-9 < answer.score
