@@ -164,6 +164,11 @@ def read_answer(engine, ids: list[int], sel, policy: ReadPolicy, focused: Focuse
         if span is not None and span != read.answer:
             read.generated = read.generated or answer
             read.answer, read.how, read.grounded = span, "span", True
+    if focused is not None and policy.spans != "off" and read.how in ("generated", "forced", "span"):
+        whole = complete_span(read.answer, focused)
+        if whole is not None:
+            read.generated = read.generated or answer
+            read.answer, read.how = whole, "completed"
     if focused is not None and policy.snap and read.how in ("generated", "forced") and read.grounded:
         snapped = snap_to_best(read.answer, focused)
         if snapped is not None:
@@ -261,7 +266,34 @@ def best_span(engine, first_logits: torch.Tensor, cache, pos: int, focused: Focu
     return texts[max(range(len(texts)), key=lambda i: scores[i])]
 
 
-def read_table(question: str, docs: list[tuple[str, str, str]], *,  # noqa: ANN001
+_WHOLE_KINDS = ("datetime", "version", "path", "email", "cve", "ident")
+
+
+def complete_span(answer: str, focused: Focused, units: int = 3) -> str | None:
+    """The whole value when the reader wrote part of it: the question asks for a kind of span (a
+    time, a version, a path…; `spans.answer_type`) and the best line holding the answer holds
+    exactly one span of that kind that contains it and is longer ("2026-09-22" → "2026-09-22 04:45:53",
+    "2.36-9" → "2.36-9+deb12u14"). None otherwise."""
+    from .spans import TYPED, answer_type
+
+    kind = answer_type(focused.question)
+    a = answer.strip()
+    if kind not in _WHOLE_KINDS or not a or len(a) > 60 or not focused.ranked or focused.ranked[0].score <= 0:
+        return None
+    floor = 0.5 * focused.ranked[0].score
+    for u in focused.ranked[:units]:  # the best line that holds the answer decides
+        if u.score < floor:
+            break
+        found = {m.group() for m in TYPED[kind].finditer(u.text)}
+        longer = {f for f in found if a in f and re.sub(r"\s+", " ", f) != a}
+        if a in found or len(longer) > 1:
+            return None
+        if longer:
+            return longer.pop()
+    return None
+
+
+def read_table(question: str, docs: list[tuple[str, str, str]], *,
                on_token: Callable[[str], None] | None = None) -> tuple[Read, list[int]] | None:
     """The answer `tableqa` gives over the CSV rows of `docs`, and which documents (indices into
     `docs`) hold the rows it used; None when it gives none (not a table question, or not sure)."""

@@ -85,3 +85,18 @@ def test_batched_span_scores_equal_token_by_token_decoding() -> None:
         assert math.isclose(g, want, rel_tol=1e-4, abs_tol=1e-4)
     # the prompt's cache is read, never changed
     assert all(k.shape[2] == len(prompt) for k in cache.k)
+
+
+def test_a_value_written_in_part_is_completed_from_the_best_line_holding_it() -> None:
+    from msa_agent.reader import complete_span
+
+    log = ("2026-09-22 04:45:53 install osslsigncode:amd64 <none> 2.5-1\n"
+           "2026-09-22 04:45:54 status half-installed osslsigncode:amd64 2.5-1\n")
+    f = focus([("dpkg.log", "lines 1-2", log)], "At what time was the osslsigncode package installed?", 400, _enc)
+    assert complete_span("2026-09-22", f) == "2026-09-22 04:45:53"
+    assert complete_span("2026-09-22 04:45:53", f) is None  # already whole
+    apt = "Upgrade: libc6:amd64 (2.36-9+deb12u10, 2.36-9+deb12u14)\n"
+    f = focus([("history.log", "line 1", apt)], "Which version was libc6 upgraded to?", 400, _enc)
+    assert complete_span("2.36-9", f) is None  # two versions hold it: not ours to choose
+    f = focus([("c.txt", "line 1", "The committee has eight members.\n")], "Who founded the committee?", 400, _enc)
+    assert complete_span("eight", f) is None  # the question asks for no kind of span
