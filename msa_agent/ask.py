@@ -58,16 +58,22 @@ class AskResult:
 class Router:
     """Routes one query text over a collection's memory in a given mode."""
 
-    def __init__(self, store: Store, engine: Engine, collection: str | None, mode: str, top_k: int | None) -> None:
+    def __init__(self, store: Store, engine: Engine, collection: str | None, mode: str, top_k: int | None,
+                 memory: MemoryIndex | None = None) -> None:
+        """`memory`: a resident index of the same collection to reuse (`msa serve`), else one is
+        loaded from the store."""
         self.store, self.engine = store, engine
         store.check_model(engine.fingerprint, engine.name)
         self.mode = resolve_mode(mode, engine.cfg)
-        self.memory = MemoryIndex(store, collection, engine.cfg)
+        if memory is not None and memory.collection != collection:
+            raise ValueError(f"resident memory of collection {memory.collection!r} used for {collection!r}")
+        self.memory = memory if memory is not None else MemoryIndex(store, collection, engine.cfg)
         self.top_k = top_k or engine.cfg.msa.top_k_docs
         self.collection = collection
 
     def lexical(self, text: str) -> tuple[list[int], dict[int, float]]:
-        hits = self.store.lexical_search(self.collection, text, limit=max(64, 4 * self.top_k))
+        hits = self.store.lexical_search(self.collection, text, limit=max(64, 4 * self.top_k),
+                                         phrases=date_phrases(text))
         order, scores = [], {}
         for doc_id, s in hits:
             i = self.memory.doc_index.get(doc_id)
@@ -86,6 +92,19 @@ class Router:
         if self.mode == "lexical":
             return [RouteHit(i, lex_scores[i]) for i in sel.lexical]
         return [RouteHit(i, s) for i, s in sel.combined()]
+
+
+def date_phrases(text: str) -> list[tuple[str, float]]:
+    """The dates `text` names, however written ("July 4th 2013", "4 Jul 2013"), as the word
+    sequences the lexical index holds for them ("2013 07 04": 2013/07/04, 2013-07-04 14:02): a
+    full date at weight 1, a month and day or a year and month at 1/2."""
+    from .focus import question_dates
+
+    out = []
+    for d in question_dates(text):
+        parts = [p for p in d.label.split("-") if p]
+        out.append((" ".join(parts), 1.0 if len(parts) == 3 else 0.5))
+    return out
 
 
 @dataclass
@@ -154,11 +173,12 @@ def _hit_dict(router: Router, h: RouteHit) -> dict:
 
 
 def route(store: Store, engine: Engine, question: str, *, collection: str | None = None,
-          top_k: int | None = None, mode: str = "auto") -> dict:
-    """Routing only: the documents routing picks for a question, best first."""
+          top_k: int | None = None, mode: str = "auto", memory: MemoryIndex | None = None) -> dict:
+    """Routing only: the documents routing picks for a question, best first. `memory`: a resident
+    index of `collection` to reuse."""
     t0 = time.perf_counter()
     _check_question(question)
-    router = Router(store, engine, collection, mode, top_k)
+    router = Router(store, engine, collection, mode, top_k, memory)
     if collection is not None and len(router.memory) == 0:
         from .errors import BadInput
 
@@ -220,12 +240,14 @@ def ask(
     attend_memory: bool = True,
     on_token: Callable[[str], None] | None = None,
     policy: ReadPolicy | None = None,
+    memory: MemoryIndex | None = None,
 ) -> AskResult:
-    """Answer a question from memory, with citations. See the module docstring for the loop."""
+    """Answer a question from memory, with citations. See the module docstring for the loop.
+    `memory`: a resident index of `collection` to reuse (`msa serve`), else one is loaded."""
     t0 = time.perf_counter()
     _check_question(question)
     policy = policy or ReadPolicy()
-    router = Router(store, engine, collection, mode, top_k)
+    router = Router(store, engine, collection, mode, top_k, memory)
     if len(router.memory) == 0:
         from .errors import BadInput
 

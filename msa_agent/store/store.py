@@ -11,7 +11,7 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ VERIFIED_STAMP = ".verified"  # in a segment folder: the files' stats at their l
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _COMPOUND = re.compile(r"\w+(?:[-_.]\w+)+", re.UNICODE)
+PHRASE_DOCS = 400  # documents a phrase of `lexical_search` lifts, at most
 _STOP = frozenset(
     "a an and are as at be by can could did do does for from had has have how i if in into is it its "
     "me my of on or our should so than that the their them then there these they this to was we were "
@@ -472,12 +473,18 @@ class Store:
             seg = self._segments[seg_id] = Segment(self.segments_dir / seg_id)
         return seg
 
-    def lexical_search(self, collection: str | None, query: str, limit: int) -> list[tuple[int, float]]:
+    def lexical_search(self, collection: str | None, query: str, limit: int,
+                       phrases: Sequence[tuple[str, float]] = ()) -> list[tuple[int, float]]:
         """BM25 over path, title and body: (document id, score; higher is better), best first.
 
         Compound names in the query (`pump-3`, `emergency_stop`, `NW-340`) are rare and decisive
         in enterprise questions; documents containing one as a phrase get a boost of the best
         BM25 score per name, so they rank by names matched first, then by BM25.
+
+        `phrases` are (space-separated words, weight): documents holding one as a phrase gain
+        `weight` times that boost, whether or not BM25 ranked them (at most `PHRASE_DOCS` each). A
+        date the question writes "July 4th 2013" is the phrase "2013 07 04": it finds the rows
+        written 2013/07/04 and the log lines stamped 2013-07-04 that BM25 alone cannot.
         """
         words = [w for w in _WORD.findall(query.lower()) if w not in _STOP and len(w) > 1]
         if not words:
@@ -505,6 +512,16 @@ class Store:
                 for (i,) in hits:
                     if int(i) in scores:
                         scores[int(i)] += bonus
+            for words, weight in phrases:
+                ws = _WORD.findall(words.lower())
+                if not ws:
+                    continue
+                hits = conn.execute(text(
+                    "SELECT doc_fts.rowid FROM doc_fts JOIN documents d ON d.id = doc_fts.rowid "
+                    "WHERE doc_fts MATCH :m" + where + " LIMIT :n"),
+                    {"m": '"' + " ".join(ws) + '"', "c": collection, "n": PHRASE_DOCS}).all()
+                for (i,) in hits:
+                    scores[int(i)] = scores.get(int(i), 0.0) + weight * bonus
         ranked = sorted(scores.items(), key=lambda t: -t[1])
         return ranked[:limit]
 

@@ -113,3 +113,22 @@ def test_collections_stay_apart(store, fill):
     assert sorted(i for i, _ in store.lexical_search(None, "valve V-12", 10)) == sorted(a + b)
     assert store.lexical_search("plant-c", "valve", 10) == []
     assert store.lexical_search("plant-a", "June", 10) == []
+
+
+def test_a_date_phrase_finds_the_row_bm25_alone_misses(tmp_path, fill):
+    from msa_agent.ask import date_phrases
+
+    rows = {f"sensors/weather-{m}.csv": [(f"w{m}", "date,temp_max,wind\n" + "\n".join(
+        f"2013/{m:02d}/{d:02d},{10 + d * 0.5:.1f},{d % 5}.0" for d in range(1, 29)))] for m in (6, 7)}
+    prose = {"notes/july.txt": [("Notes", "The maximum temperature in July was a talking point in the daily "
+                                          "weather data meeting; July data arrive late.")]}
+    st = Store.open(tmp_path / "s", create=True)
+    fill(st, {**rows, **prose})
+    docs = {d.id: d for d in st.live_documents(None)}
+    q = "In the daily weather data, what was the maximum temperature on July 4th 2013?"
+    assert date_phrases(q) == [("2013 07 04", 1.0)]
+    plain = [docs[i].path for i, _ in st.lexical_search(None, q, 5)]
+    assert plain[0] == "notes/july.txt"  # the words alone favour the prose
+    got = [docs[i].path for i, _ in st.lexical_search(None, q, 5, phrases=date_phrases(q))]
+    assert got[0] == "sensors/weather-7.csv"
+    st.close()
