@@ -129,10 +129,23 @@ def _date_term(y: int | None, m: int, d: int | None) -> DateTerm | None:
     return DateTerm(label, [re.compile(p) for p in pats])
 
 
+# "March 14th, 15th and 16th 2015", "December 14th to 19th 2012", "July 1st-7th, 2010": every day
+# named gets the month and the year
+_DAY_LIST = re.compile(rf"\b{_MONTH_RE}\.?\s+((?:{_ORD}\s*(?:,|and|or|to|through|until|-|–)\s*)+{_ORD}),?\s+(\d{{4}})\b",
+                       re.I)
+
+
 def question_dates(question: str) -> list[DateTerm]:
     """The dates a question names, however written, as patterns over evidence text."""
     out: dict[str, DateTerm] = {}
     taken: list[tuple[int, int]] = []
+    for m in _DAY_LIST.finditer(question):
+        mon, y = _month(m.group(1)), int(m.groups()[-1])
+        for d in re.findall(r"\d{1,2}", m.group(2)):
+            term = _date_term(y, mon, int(d))
+            if term is not None:
+                out.setdefault(term.label, term)
+        taken.append((m.start(), m.end()))
     for rx, order in _DATE_FORMS:
         for m in rx.finditer(question):
             if any(a < m.end() and m.start() < b for a, b in taken):
@@ -146,6 +159,16 @@ def question_dates(question: str) -> list[DateTerm]:
                 continue
             if term is not None:
                 taken.append((m.start(), m.end()))
+                out.setdefault(term.label, term)
+    # "between December 14th and December 19th 2012": a day without a year takes the one year the
+    # question's full dates share
+    years = {k[:4] for k in out if not k.startswith("-") and len(k) == 10}
+    if len(years) == 1:
+        y = int(years.pop())
+        for k in [k for k in out if k.startswith("--")]:
+            term = _date_term(y, int(k[2:4]), int(k[5:7]))
+            del out[k]
+            if term is not None:
                 out.setdefault(term.label, term)
     return list(out.values())
 

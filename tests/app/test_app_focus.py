@@ -254,3 +254,13 @@ def test_a_record_lifts_a_unit_by_at_most_its_own_score_times_the_cap() -> None:
     heading = next(u for u in ranked if u.text == "1. Fees")  # one weak word of the question
     answer = next(u for u in ranked if "48,500" in u.text)
     assert heading.own > 0 and heading.score <= 2.5 * heading.own + 1e-9 < answer.score
+
+
+@pytest.mark.parametrize(("question", "labels"), [
+    ("Among March 14th, 15th and 16th 2015, which day was wettest?", ["2015-03-14", "2015-03-15", "2015-03-16"]),
+    ("From July 1st to 7th, 2010, what was the peak?", ["2010-07-01", "2010-07-07"]),
+    ("Between December 14th and December 19th 2012, which days had snow?", ["2012-12-14", "2012-12-19"]),
+    ("What happened on Dec 3rd?", ["--12-03"]),
+])
+def test_listed_days_and_ranges_share_their_month_and_year(question: str, labels: list[str]) -> None:
+    assert sorted(d.label for d in question_dates(question)) == sorted(labels)
