@@ -146,6 +146,11 @@ def test_list_questions_are_answered_with_the_matching_lines(engine) -> None:  #
     q = "Which packages were upgraded on May 20th 2026?"
     r = read_answer(eng, [1], None, ReadPolicy(), focus(docs, q, 400, engine.tok.encode))
     assert r.how == "listed" and "libc-dev-bin" in r.answer and "libc-bin" in r.answer
+    # a confident "Not stated." does not stop the lines: the reader says it to most list questions
+    not_id = engine.tok.encode(ABSTAIN)[0]
+    eng = _Engine(engine.tok, _Scripted(engine.tok, engine.cfg.vocab_size, {not_id: 40.0}, ABSTAIN))
+    r = read_answer(eng, [1], None, ReadPolicy(), focus(docs, q, 400, engine.tok.encode))
+    assert r.how == "listed" and "libc-dev-bin" in r.answer and r.p_abstain > 0.99
 
 
 def test_ask_reports_how_it_read(built, engine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
