@@ -247,6 +247,26 @@ def ask(
     t0 = time.perf_counter()
     _check_question(question)
     policy = policy or ReadPolicy()
+    if policy.hops and engine.protocol != "reference":
+        from dataclasses import replace
+
+        from .hops import ask_two_hops, decompose
+
+        hops = decompose(question)
+        if hops is not None:
+            # one hop at a time: the thing the question names by a clause first, then the question
+            # about it; either hop without an answer leaves the question to be asked whole
+            one = replace(policy, hops=False)
+            two = ask_two_hops(lambda q, **kw: ask(store, engine, q, **kw), question, hops, collection=collection,
+                               top_k=top_k, rounds=rounds, mode=mode, max_new_tokens=max_new_tokens,
+                               evidence_budget=evidence_budget, first_round_docs=first_round_docs,
+                               per_round_docs=per_round_docs, margin=margin, attend_memory=attend_memory,
+                               policy=one, memory=memory)
+            if two is not None:
+                if on_token is not None:
+                    on_token(two.answer)
+                return two
+            policy = one
     router = Router(store, engine, collection, mode, top_k, memory)
     if len(router.memory) == 0:
         from .errors import BadInput

@@ -65,12 +65,13 @@ class ReadPolicy:
     # "always": the best-scoring span of the asked kind, the reader's own answer competing
     spans: str = "typed"
     tables: bool = True  # a question over CSV rows is answered by `tableqa` when it can be
+    hops: bool = True  # a question naming a thing by a relative clause is asked in two hops (`hops`)
 
     @classmethod
     def plain(cls) -> ReadPolicy:
         """The reader as it was: whole documents, its own words, no checks."""
         return cls(focus=False, abstain_confidence=0.0, abstain_below=0.0, grounding=False, lists=False, spans="off",
-                   tables=False)
+                   tables=False, hops=False)
 
 
 @dataclass
