@@ -132,6 +132,11 @@ def ingest(
         raise typer.Exit(2)
 
 
+ServerOpt = Annotated[Optional[str], typer.Option("--server", envvar="MSA_SERVER",
+                                                  help="A running `msa serve` to ask (default: MSA_SERVER; else in-process).")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="MSA_TOKEN", help="Bearer token for --server (default: MSA_TOKEN).")]
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
@@ -143,25 +148,39 @@ def ask(
     mode: Annotated[str, typer.Option("--mode", help="Routing: auto, msa, lexical or hybrid.")] = "auto",
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=2048, help="Most answer tokens.")] = 96,
     device: DeviceOpt = "cpu",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from memory, with citations (page, line range or time range)."""
     from msa_agent.ask import ask as run_ask
 
+    stream = None if as_json else (lambda s: out.print(s, end="", highlight=False, markup=False))
     try:
-        st = _open_store(store)
-        engine = _engine(model, "generate", device)
-        stream = None if as_json else (lambda s: out.print(s, end="", highlight=False, markup=False))
-        result = run_ask(st, engine, question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
-                         max_new_tokens=max_tokens, on_token=stream)
+        if server:
+            from msa_agent.serve import remote_ask
+
+            body = {"question": question, "collection": collection, "top_k": top_k, "rounds": rounds, "mode": mode,
+                    "max_tokens": max_tokens}
+            result = remote_ask(server, body, token=token, on_token=stream)
+        else:
+            st = _open_store(store)
+            engine = _engine(model, "generate", device)
+            result = run_ask(st, engine, question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
+                             max_new_tokens=max_tokens, on_token=stream).as_dict()
     except MSAError as e:
         _fail(e)
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(result, indent=2))
         return
+    _print_answer(result)
+
+
+def _print_answer(result: dict) -> None:
+    """The sources and the status line after a streamed answer (in-process or from a server)."""
     out.print()
     out.print("[bold]Sources[/]")
-    for i, c in enumerate(result.citations, 1):
+    for i, c in enumerate(result["citations"], 1):
         out.print(f"  [{i}] {c['path']} — {c['anchor']}", highlight=False, markup=False)
         if c.get("quote"):
             first, last = c["quote_lines"]
@@ -169,13 +188,13 @@ def ask(
             for line in c["quote"].splitlines()[:6]:
                 out.print(f"      > {line}", highlight=False, markup=False, soft_wrap=True)
             out.print(f"      ({where} of the passage)", highlight=False, markup=False, style="dim")
-    if not result.citations:
+    if not result["citations"]:
         out.print("  (none: the memory does not support an answer)", highlight=False, markup=False)
-    t = result.timing
-    how = (result.reading or {}).get("how", "")
+    t = result["timing"]
+    how = (result.get("reading") or {}).get("how", "")
     made = (f"answer read off the table's rows ({how.split(':', 1)[1]}) in {t['generate_ms']:.0f} ms"
             if how.startswith("table:") else f"answer {t['tokens']} tokens at {t['tokens_per_s']:.1f} tok/s")
-    err.print(f"[dim]{result.mode} routing, {len(result.rounds)} round(s), {t['route_ms']:.0f} ms; {made}[/]")
+    err.print(f"[dim]{result['mode']} routing, {len(result['rounds'])} round(s), {t['route_ms']:.0f} ms; {made}[/]")
 
 
 @app.command()
@@ -187,15 +206,23 @@ def route(
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1)] = None,
     mode: Annotated[str, typer.Option("--mode", help="Routing: auto, msa, lexical or hybrid.")] = "auto",
     device: DeviceOpt = "cpu",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Routing only: the documents memory would use for a question, best first."""
     from msa_agent.ask import route as run_route
 
     try:
-        st = _open_store(store)
-        engine = _engine(model, "generate", device)
-        result = run_route(st, engine, question, collection=collection, top_k=top_k, mode=mode)
+        if server:
+            from msa_agent.serve import remote_route
+
+            result = remote_route(server, {"question": question, "collection": collection, "top_k": top_k,
+                                           "mode": mode}, token=token)
+        else:
+            st = _open_store(store)
+            engine = _engine(model, "generate", device)
+            result = run_route(st, engine, question, collection=collection, top_k=top_k, mode=mode)
     except MSAError as e:
         _fail(e)
     if as_json:
@@ -350,6 +377,12 @@ from .train_cmd import train_app  # noqa: E402
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 app.add_typer(train_app, name="train")
+
+# `msa serve` and `msa token ...` (cli/serve_cmd.py)
+from .serve_cmd import serve as _serve_command, token_app  # noqa: E402
+
+app.command("serve")(_serve_command)
+app.add_typer(token_app, name="token")
 
 
 # ---- msa schedule ----------------------------------------------------------------------------

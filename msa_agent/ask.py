@@ -364,6 +364,10 @@ def ask(
         table = read_table(question, [(d.path, d.anchor, d.text) for _, d in rows], on_token=on_token)
         if table is not None:
             injected = [RouteHit(rows[j][0], 1.0) for j in table[1]] or injected
+            shown = {i for r in round_log for i in r["injected"] + r.get("read", [])}
+            more = [router.memory.docs[h.index].id for h in injected if router.memory.docs[h.index].id not in shown]
+            if more:  # the rows the answer came from are read, and cited, like any other document
+                round_log[-1]["read"] = round_log[-1].get("read", []) + more
     if table is not None:
         read = table[0]
         ids: list[int] = []

@@ -131,6 +131,21 @@ class JobRow(Base):
     next_due_at: Mapped[str | None] = mapped_column(String, nullable=True)
 
 
+class TokenRow(Base):
+    """A bearer token of `msa serve` (migration 5): only its salted digest is kept; `id` is the
+    token's public part, so a check hashes one row, not all of them."""
+
+    __tablename__ = "tokens"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    salt: Mapped[str] = mapped_column(String)
+    digest: Mapped[str] = mapped_column(String)  # hex HMAC-SHA256(salt, secret)
+    collections: Mapped[str] = mapped_column(Text)  # JSON list of the collections it grants
+    label: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String)
+    revoked_at: Mapped[str | None] = mapped_column(String, nullable=True)
+
+
 # Migrations are frozen SQL: each one's effect never changes, whatever the ORM classes above
 # become, so a store made empty today and one saved by an old msa end up with the same tables.
 
@@ -213,7 +228,17 @@ def _m4_scheduled_jobs(conn: Connection) -> None:
     ])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_lexical, _m3_document_keys, _m4_scheduled_jobs]
+def _m5_tokens(conn: Connection) -> None:
+    # Bearer tokens of `msa serve`, each scoped to collections; stored hashed.
+    _run(conn, [
+        """CREATE TABLE tokens (
+            id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, salt VARCHAR NOT NULL, digest VARCHAR NOT NULL,
+            collections TEXT NOT NULL, label TEXT NOT NULL, created_at VARCHAR NOT NULL, revoked_at VARCHAR)""",
+    ])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_lexical, _m3_document_keys, _m4_scheduled_jobs,
+                                                  _m5_tokens]
 
 
 def migrate(conn: Connection) -> int:

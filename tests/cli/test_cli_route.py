@@ -110,7 +110,10 @@ def test_ask_msa_mode_routes_in_every_router_layer(msa_json, built, store_dir, m
     assert 1 <= len(res["rounds"]) <= rounds
     assert res["rounds"][0]["routed"]
     assert all(len(r["routed"]) <= 2 for r in res["rounds"])
-    assert set(layers) == {2, 3} and len(layers) >= 2 * (len(res["rounds"]) + 1)
+    # every round routes in both router layers, and so does the reader's prefill unless the answer
+    # came off the CSV rows without the model (`tableqa`)
+    reads = 0 if res["reading"]["how"].startswith("table:") else 1
+    assert set(layers) == {2, 3} and len(layers) >= 2 * (len(res["rounds"]) + reads)
     routed = {d["doc_id"] for r in res["rounds"] for d in r["routed"]}
     assert {built[i].collection for i in routed} == {"plant"}
     read = {i for r in res["rounds"] for i in r["injected"] + r.get("read", [])}
