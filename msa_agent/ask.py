@@ -100,10 +100,17 @@ def date_phrases(text: str) -> list[tuple[str, float]]:
     full date at weight 1, a month and day or a year and month at 1/2."""
     from .focus import question_dates
 
+    months = "jan feb mar apr may jun jul aug sep oct nov dec".split()
     out = []
     for d in question_dates(text):
         parts = [p for p in d.label.split("-") if p]
         out.append((" ".join(parts), 1.0 if len(parts) == 3 else 0.5))
+        if len(parts) == 3:  # 20-Aug-03, 04/Jul/2013: day, month's name, year
+            y, m, day = parts
+            mon = months[int(m) - 1]
+            for form in dict.fromkeys([f"{int(day)} {mon} {y}", f"{day} {mon} {y}", f"{int(day)} {mon} {y[2:]}",
+                                       f"{day} {mon} {y[2:]}"]):
+                out.append((form, 1.0))
     return out
 
 

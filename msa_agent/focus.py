@@ -204,6 +204,7 @@ class Unit:
     span: tuple[int, int] | None = None  # characters of line `first`, when the unit is a piece of a long line
     own: float = 0.0  # the score of the unit's own terms, without its record's
     head: tuple[int, int] | None = field(default=None, repr=False)  # (doc, line) of its record's first line
+    body: tuple[int, int] | None = field(default=None, repr=False)  # lines of the small record it opens
 
 
 _SENT = re.compile(r"(?<=[.;:!?])\s+(?=[A-Z0-9(\"'])")
@@ -247,6 +248,8 @@ def units(text: str, doc: int = 0) -> list[Unit]:
 RECORD_MAX = 40  # lines: a longer block (a whole CSV window, a log without blank lines) is no record
 INNER, OUTER = 0.5, 0.25  # weight of the query terms a unit's record (and the record around that) holds
 RECORD_CAP = 1.5  # a record lifts a unit by at most this times its own score
+SMALL_RECORD = 16  # lines: the best unit opening a record this short is shown with the record
+LEAD = 1.2  # ... when it scores this many times the best unit outside the record
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d[ T]+\d\d:\d\d|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d)")
 _ANCHOR = re.compile(r"\blines? (\d+)(?:-(\d+))?$")
 
@@ -479,6 +482,9 @@ def rank_units(texts: list[str], question: str, sources: list[tuple[str, str]] |
         r = recs[s][off + u.first]
         if r and r[0][0] != off + u.first and (s, r[0][0]) in home:
             u.head = home[(s, r[0][0])]
+        n_lines = texts[u.doc].count("\n") + 1
+        if r and r[0][0] == off + u.first and r[0][1] - r[0][0] < SMALL_RECORD and u.span is None:
+            u.body = (u.first, min(n_lines - 1, r[0][1] - off))  # a changelog entry's header, say
     # Two hops over a shared minute: lines of other files stamped with the best unit's minute (the
     # dpkg lines of the apt run whose alternatives line answered the question's first half)
     best = max(range(n), key=lambda i: us[i].score)
@@ -629,6 +635,22 @@ def focus(docs: list[tuple[str, str, str]], question: str, budget: int, encode: 
         cost += c
         taken += 1
         chosen.append(u)
+    if chosen and chosen[0].body is not None:
+        # The best line opens a short record (a changelog entry's header naming the version asked
+        # about, an apt run's Start-Date) and leads the rest: the answer is in the record's body,
+        # whose lines hold none of the question's words. Show the body, as the budget allows.
+        u = chosen[0]
+        a, b = u.body
+        rest = next((v.score for v in ranked if v.doc != u.doc or not a <= v.first <= b), 0.0)
+        if u.score >= LEAD * rest:
+            for i in range(a + 1, b + 1):
+                if i in keep.get(u.doc, {}) or not lines[u.doc][i].strip():
+                    continue
+                new, c = delta(u.doc, {i: _brief(lines[u.doc][i])})
+                if cost + c > budget:
+                    break
+                keep[u.doc] = new
+                cost += c
     for u in chosen:  # the records' first lines, as the budget allows
         if u.head is None:
             continue

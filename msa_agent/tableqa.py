@@ -40,7 +40,7 @@ class TableAnswer:
 
 # ---- tables ---------------------------------------------------------------------------------------
 
-_FIELD_NAME = re.compile(r"[A-Za-z_][\w .%/+#-]{0,39}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][\w .%/+#*()\[\]:-]{0,39}")
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _KEY = re.compile(r"(\d{4})(?:([-/]?)(\d{2})\2(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?Z?)?)?")
 _KEY_NAMES = frozenset("date time timestamp datetime year month week day period ts".split())
@@ -87,11 +87,26 @@ def _num(s: str) -> float | None:
     return float(s) if _NUM.fullmatch(s) else None
 
 
+_MON3 = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+# 19-Sep-03, 4 Jul 2013, 04/Jul/2013: a day, a month's name and a year (two digits: 19xx from 70 on)
+_KEY_DMY = re.compile(r"(\d{1,2})[-/ ]([A-Za-z]{3})[a-z]*[-/ ,]+(\d{2}|\d{4})")
+
+
 def parse_key(cell: str) -> datetime | None:
-    """A key cell as a time: 2013/07/04, 2013-07-04T00:00:00Z, 19900106, 2010/07/01 15:00, 1871."""
-    m = _KEY.fullmatch(cell.strip().strip('"'))
+    """A key cell as a time: 2013/07/04, 2013-07-04T00:00:00Z, 19900106, 2010/07/01 15:00, 1871,
+    19-Sep-03, 4 Jul 2013."""
+    c = cell.strip().strip('"')
+    m = _KEY.fullmatch(c)
     if not m:
-        return None
+        d = _KEY_DMY.fullmatch(c)
+        if d is None or d.group(2).lower() not in _MON3:
+            return None
+        y = int(d.group(3))
+        y = y + (1900 if y >= 70 else 2000) if y < 100 else y
+        try:
+            return datetime(y, _MON3[d.group(2).lower()], int(d.group(1)))
+        except ValueError:
+            return None
     y, _, mo, d, h, mi, s = m.groups()
     try:
         return datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(s or 0))
@@ -239,6 +254,9 @@ _SYN = {
     "max": "max maximum high highest",
     "min": "min minimum low lowest",
     "gen": "generation generate generated generating output produce produced production",
+    "volume": "volume traded trading turnover",
+    "close": "close closing",
+    "open": "open opening",
 }
 # superlatives that also name what they measure
 _IMPLIED = {
@@ -279,10 +297,20 @@ def _qtags(text: str) -> dict[str, float]:
 
 def _col_score(t: _Table, c: int, tags: dict[str, float], text: str) -> float:
     name = t.header[c]
-    s = sum(tags.get(_canon(p), 0.0) for p in set(_parts(name)))
-    if len(_parts(name)) > 1 and re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text, re.I):
-        s += 3  # the column named as written: temp_min
+    parts = set(_parts(name))
+    hits = {p: tags.get(_canon(p), 0.0) for p in parts}
+    s = sum(hits.values())
+    if re.search(rf"(?<![\w]){re.escape(name.strip('*'))}(?![\w])", text, re.I):
+        # the column named as written: temp_min; a one-word name ("High" in "the highest daily
+        # high") counts once more than its word as a superlative
+        s += 3 if len(parts) > 1 else 1
     return s
+
+
+def _unnamed(t: _Table, c: int, tags: dict[str, float]) -> int:
+    """How many words of column `c`'s name the question does not name (a tie-break: of "Close" and
+    "Adj. Close", "the closing price" is the first)."""
+    return sum(1 for p in set(_parts(t.header[c])) if not tags.get(_canon(p)))
 
 
 def _adjective(w: str) -> set[str]:
@@ -683,7 +711,10 @@ def _plan(ts: list[_Table], text: str, prefer: _Table | None = None, need_value:
         if len(strong) > 1 and _joined(text, [_first_pos(t.header[c], text) for c in strong]):
             top = strong  # "both the precipitation and the wind speed"
         elif len(top) > 1:
-            return None
+            fewest = min(_unnamed(t, c, tags) for c in top)
+            top = [c for c in top if _unnamed(t, c, tags) == fewest]
+            if len(top) > 1:
+                return None
         plan.cols = sorted(top, key=lambda c: _first_pos(t.header[c], text))
     elif plan.cond_col is not None:
         plan.cols = [plan.cond_col]

@@ -500,10 +500,10 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(text(sql), {"m": match, "c": collection, "n": max(limit, 200)}).all()
             scores = {int(i): -float(r) for i, r in rows}
-            if not scores:
+            if not scores and not phrases:
                 return []
             # The best BM25 score per name: a document naming it outranks every one that does not.
-            bonus = max(scores.values())
+            bonus = max(scores.values(), default=1.0)
             for name in dict.fromkeys(_COMPOUND.findall(query.lower())):
                 phrase = '"' + " ".join(_WORD.findall(name)) + '"'
                 hits = conn.execute(text(

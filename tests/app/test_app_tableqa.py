@@ -218,3 +218,24 @@ def test_rows_picked_by_a_value_answer_with_the_named_column_and_the_time() -> N
     got = answer_table("Which unit reported state FAULT?", [("logs/valves.csv", "all", READINGS)])
     assert got is not None and got.answer == "valve-2"
     assert answer_table("Which unit reported state LEAK?", [("logs/valves.csv", "all", READINGS)]) is None
+
+
+QUOTES = """Date,Open,High,Low,Close,Volume,Adj. Close*
+15-Aug-03,25.61,25.66,25.43,25.54,27607900,25.40
+14-Aug-03,25.66,25.71,25.52,25.63,37338300,25.49
+13-Aug-03,25.79,25.89,25.50,25.60,39636900,25.46
+12-Aug-03,25.71,25.77,25.45,25.73,38208400,25.59
+11-Aug-03,25.61,25.99,25.54,25.61,36433900,25.47
+"""
+
+
+def test_a_price_table_with_day_month_year_keys() -> None:
+    docs = [("data/quotes.csv", "all", QUOTES)]
+    # a header with punctuation, keys written 13-Aug-03, rows newest first
+    got = answer_table("What was the closing price on August 13th 2003?", docs)
+    assert got is not None and got.answer == "25.60"  # Close, not Adj. Close*: fewer words unnamed
+    got = answer_table("What was the highest daily high between August 11 and August 15, 2003?", docs)
+    assert got is not None and got.answer == "25.99"  # "high" names the High column
+    got = answer_table("How many shares traded on 14 Aug 2003?", docs)
+    assert got is not None and got.answer == "37338300"
+    assert answer_table("What was the closing price on 3 October 2003?", docs) is None

@@ -126,9 +126,23 @@ def test_a_date_phrase_finds_the_row_bm25_alone_misses(tmp_path, fill):
     fill(st, {**rows, **prose})
     docs = {d.id: d for d in st.live_documents(None)}
     q = "In the daily weather data, what was the maximum temperature on July 4th 2013?"
-    assert date_phrases(q) == [("2013 07 04", 1.0)]
+    assert date_phrases(q)[0] == ("2013 07 04", 1.0) and ("4 jul 13", 1.0) in date_phrases(q)
     plain = [docs[i].path for i, _ in st.lexical_search(None, q, 5)]
     assert plain[0] == "notes/july.txt"  # the words alone favour the prose
     got = [docs[i].path for i, _ in st.lexical_search(None, q, 5, phrases=date_phrases(q))]
     assert got[0] == "sensors/weather-7.csv"
+    st.close()
+
+
+def test_a_date_phrase_finds_documents_when_no_word_of_the_question_does(tmp_path, fill):
+    from msa_agent.ask import date_phrases
+
+    st = Store.open(tmp_path / "s", create=True)
+    fill(st, {"data/q.csv": [("q", "Date,Close\n20-Aug-03,26.45\n19-Aug-03,26.62")],
+              "notes/a.txt": [("a", "Nothing about markets here.")]})
+    docs = {d.id: d for d in st.live_documents(None)}
+    q = "What was the closing price on August 20th 2003?"
+    assert st.lexical_search(None, q, 5) == []  # no word of the question is in any document
+    got = st.lexical_search(None, q, 5, phrases=date_phrases(q))
+    assert [docs[i].path for i, _ in got] == ["data/q.csv"]
     st.close()
