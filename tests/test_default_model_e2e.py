@@ -46,3 +46,14 @@ def test_default_model_answers_with_page_citation(tmp_path: Path) -> None:
     docs = json.loads(res.stdout)["docs"]
     assert docs[0]["path"] == "logs/plant_sensors.csv" and "02:17" not in docs[0]["anchor"]
     assert docs[0]["anchor"].startswith("2024-03-14T02:01:00Z")
+
+
+def test_bench_engines_of_one_dtype_read_with_the_reader_adapter() -> None:
+    # On a GPU both purposes get bf16 and the benches share one engine: it must be the one that
+    # reads with the adapter, not an encode-only engine whose base model would answer.
+    from msa_agent.evals.common import Engines
+
+    eng = Engines.load(dtype="float32")
+    assert eng.encode is eng.generate
+    assert eng.generate.adapter is not None and eng.generate.reader is not None
+    assert eng.generate.fingerprint == Engines.load().encode.fingerprint  # the memory is the same

@@ -246,7 +246,9 @@ class Results:
 @dataclass
 class Engines:
     """The model as ingest loads it (encode) and as ask loads it (generate); one object when both
-    purposes get the same dtype (GPU)."""
+    purposes get the same dtype (GPU): the generate one, which encodes with the backbone alone and
+    reads with the reader adapter (an encode-only engine has no reader: the base model would
+    answer)."""
 
     encode: object
     generate: object
@@ -257,8 +259,8 @@ class Engines:
 
         enc_dtype = dtype or default_dtype(device, "encode")
         gen_dtype = dtype or default_dtype(device, "generate")
-        enc = Engine.load(model, dtype=enc_dtype, device=device, purpose="encode")
-        gen = enc if gen_dtype == enc_dtype else Engine.load(model, dtype=gen_dtype, device=device, purpose="generate")
+        gen = Engine.load(model, dtype=gen_dtype, device=device, purpose="generate")
+        enc = gen if gen_dtype == enc_dtype else Engine.load(model, dtype=enc_dtype, device=device, purpose="encode")
         return cls(enc, gen)
 
 
