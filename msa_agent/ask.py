@@ -420,14 +420,7 @@ def table_documents(memory, hits: list[RouteHit]) -> list[tuple[int, object]]:  
     paths = paths[:TABLE_FILES]
     if not paths:
         return []
-    cached = getattr(memory, "_by_path", None)
-    if cached is None or cached[0] is not memory.docs or cached[1] != len(memory.docs):
-        by_path: dict[str, list[int]] = {}
-        for i, d in enumerate(memory.docs):
-            by_path.setdefault(d.path, []).append(i)
-        cached = memory._by_path = (memory.docs, len(memory.docs), by_path)
-    by_path = cached[2]
-    return [(i, memory.docs[i]) for p in paths for i in by_path.get(p, [])[:TABLE_DOCS]]
+    return [(i, memory.docs[i]) for p in paths for i in memory.by_path.get(p, [])[:TABLE_DOCS]]
 
 
 def _check_question(question: str) -> None:

@@ -17,6 +17,7 @@ stay one flag away. Without a trained router the backbone's own attention keys r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -150,6 +151,14 @@ class MemoryIndex:
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    @cached_property
+    def by_path(self) -> dict[str, list[int]]:
+        """Indices of each file's documents (its windows), in ingest order."""
+        out: dict[str, list[int]] = {}
+        for i, d in enumerate(self.docs):
+            out.setdefault(d.path, []).append(i)
+        return out
 
     @property
     def n_chunks(self) -> int:

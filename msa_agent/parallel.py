@@ -226,6 +226,10 @@ class ShardedMemory:
     def __len__(self) -> int:
         return len(self.mem)
 
+    @property
+    def by_path(self) -> dict[str, list[int]]:
+        return self.mem.by_path
+
     def top_docs(self, layer: int, q_r: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
         ids, vals = self.router.route(self.mem.layer_pos[layer], q_r, k)
         return ids.tolist(), vals.tolist()

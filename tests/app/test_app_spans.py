@@ -1,18 +1,13 @@
-"""Extractive spans: what a question asks for, the spans cut from the evidence, and the batched
-span scorer against one-token-at-a-time decoding on a random model."""
+"""Extractive spans: what a question asks for, the spans cut from the evidence, and an answer
+written in part completed (the batched span scorer is tested in tests/model/test_model_spans.py)."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
-import torch
 
 from msa_agent.focus import focus
-from msa_agent.model.model import KVCache
-from msa_agent.spans import answer_type, candidates, score_spans
-from msa_agent.model.config import Config, MSAConfig
-from msa_agent.model.model import MSAModel
+from msa_agent.spans import answer_type, candidates
 
 
 @pytest.mark.parametrize(("question", "kind"), [
@@ -50,41 +45,6 @@ def test_candidates_without_a_kind_skip_question_words() -> None:
     spans = [s.text for s in candidates(f, None)]
     assert "eight members" in spans
     assert "Technical Committee" not in spans  # only repeats the question
-
-
-def _random_model() -> MSAModel:
-    cfg = Config(arch="llama", vocab_size=128, n_layer=3, n_embd=64, n_head=4, n_kv_head=2, head_dim=0,
-                 intermediate_size=96, rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                 max_position_embeddings=256, msa=MSAConfig(router_layer_idx="1,2", pooling_kernel_size=4, top_k_docs=2))
-    torch.manual_seed(5)
-    model = MSAModel(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def test_batched_span_scores_equal_token_by_token_decoding() -> None:
-    model = _random_model()
-    torch.manual_seed(3)
-    prompt = torch.randint(1, 128, (11,)).tolist()
-    logits, cache, pos = model.prefill([], prompt, None)
-    spans = [torch.randint(1, 128, (n,)).tolist() for n in (1, 3, 5, 2)]
-    stop = 7
-    got = score_spans(model, logits, cache, pos, spans, stop, batch=3)
-    for span, g in zip(spans, got, strict=True):
-        # the plain reference: feed one token at a time on a fresh copy of the prompt's cache
-        c = KVCache(len(cache.k))
-        c.k, c.v = list(cache.k), list(cache.v)
-        lg, p, want = logits, pos, 0.0
-        for t in span + [stop]:
-            want += float(torch.log_softmax(lg.float(), -1)[t])
-            lg = model.feed([t], c, p)
-            p += 1
-        assert math.isclose(g, want, rel_tol=1e-4, abs_tol=1e-4)
-    # the prompt's cache is read, never changed
-    assert all(k.shape[2] == len(prompt) for k in cache.k)
 
 
 def test_a_value_written_in_part_is_completed_from_the_best_line_holding_it() -> None:
