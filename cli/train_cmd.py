@@ -97,6 +97,7 @@ def reader(
     init_adapter: Annotated[Optional[Path], typer.Option("--init-adapter", help="Go on training this adapter (same rank) instead of starting from zero.")] = None,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 5e-4,
     mix: Annotated[str, typer.Option("--mix", help="Domain shares, e.g. contracts=0.3,code=0.33,two_hop=0.1,lists=0.1 (logs take the rest).")] = "",
+    real_corpus: Annotated[Optional[Path], typer.Option("--real-corpus", help="Real-text corpus for the mix's `real` share (`msa train real-corpus`; default: this machine's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Fine-tune the backbone as a reader (low-rank adapters): answers drawn from the evidence, or "Not stated."."""
@@ -109,9 +110,12 @@ def reader(
             raise BadInput(f"--paths: text and/or memory, got {paths!r}")
         cfg = ReaderTrainConfig(examples=examples, val_per_domain=val, seed=seed, batch_tokens=batch_tokens,
                                 time_budget_s=minutes * 60, max_steps=max_steps, mem_every=mem_every,
-                                max_code_files=code_files, init_adapter=init_adapter, lr=lr, mix=_mix(mix))
+                                max_code_files=code_files, init_adapter=init_adapter, lr=lr, mix=_mix(mix),
+                                real_corpus=real_corpus)
         if init_adapter is not None and not init_adapter.is_file():
             raise BadInput(f"{init_adapter}: no such adapter file")
+        if real_corpus is not None and not real_corpus.is_file():
+            raise BadInput(f"{real_corpus}: no such real-text corpus (make one with `msa train real-corpus`)")
         record = run(model, out, cfg, device=device, dtype=dtype,
                      log=lambda m: _err.print(m, highlight=False, markup=False, soft_wrap=True), validate_paths=chosen)
     except MSAError as e:
@@ -126,6 +130,20 @@ def reader(
     for key, s in v.items():
         _out.print(f"{key:>28}: contains {s['contains']}%  quote {s['quote']}%  abstains on unanswerable "
                    f"{s['abstention']}%  wrong abstentions {s['wrong_abstention']}%", highlight=False)
+
+
+@train_app.command("real-corpus")
+def real_corpus_cmd(
+    out: Annotated[Path, typer.Option("--out", help="The corpus file to write (gzip JSON).")],
+) -> None:
+    """Collect this machine's Debian changelog entries and package records for reader training
+    (the dev set's packages and the held-out sources left out), to carry to a training machine."""
+    from msa_agent.train.real_data import collect, save
+
+    corpus = collect()
+    digest = save(corpus, out)
+    _out.print(f"{out}: {len(corpus['entries'])} changelog entries, {len(corpus['records'])} package records, "
+               f"digest {digest}", highlight=False)
 
 
 def _mix(text: str):  # noqa: ANN202

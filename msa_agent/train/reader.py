@@ -59,6 +59,7 @@ class ReaderTrainConfig:
     log_every: int = 20
     mix: Mix = field(default_factory=Mix)
     init_adapter: Path | None = None  # start from this adapter (same rank and alpha) instead of zero
+    real_corpus: Path | None = None  # real-text corpus for Mix.real (`msa train real-corpus`); None: this machine's
 
 
 # ---- tokenised examples -----------------------------------------------------------------------
@@ -428,8 +429,9 @@ def train_reader(model: MSAModel, tok: Tokenizer, cfg: ReaderTrainConfig, out_di
     rng = random.Random(cfg.seed)
 
     t0 = time.perf_counter()
-    train_ex = make_examples(cfg.examples, cfg.seed, "train", cfg.mix, cfg.max_code_files)
-    val_ex = make_examples(cfg.val_per_domain * 3 * 4, cfg.seed + 1, "val", cfg.mix, max(200, cfg.max_code_files // 4))
+    train_ex = make_examples(cfg.examples, cfg.seed, "train", cfg.mix, cfg.max_code_files, cfg.real_corpus)
+    val_ex = make_examples(cfg.val_per_domain * 3 * 4, cfg.seed + 1, "val", cfg.mix, max(200, cfg.max_code_files // 4),
+                           cfg.real_corpus)
     items = tokenize(tok, train_ex, cfg.max_len)
     val = pick_validation(tokenize(tok, val_ex, cfg.max_len), cfg.val_per_domain, cfg.val_unanswerable)
     data_s = time.perf_counter() - t0

@@ -497,7 +497,9 @@ def site_package_dirs() -> list[Path]:
     return out
 
 
-_SKIP_TOP = {"msa_agent", "pip", "setuptools", "_distutils_hack", "pkg_resources", "wheel"}
+# held out (marshmallow) or the real-document dev set's libraries (bench/devset/corpus/code): never trained on
+_SKIP_TOP = {"msa_agent", "pip", "setuptools", "_distutils_hack", "pkg_resources", "wheel",
+             "marshmallow", "cachetools", "humanize", "tenacity"}
 
 
 def code_files(max_files: int, seed: int, split: str) -> list[tuple[Path, str]]:
@@ -984,6 +986,7 @@ class Mix:
     two_hop: float = 0.0
     lists: float = 0.0
     focused: float = 0.0  # share of examples whose evidence is laid out as `ask` shows it (`as_focused`)
+    real: float = 0.0  # real changelog entries and package records (`real_data`)
 
     @classmethod
     def parse(cls, text: str) -> Mix:
@@ -1000,8 +1003,10 @@ class Mix:
         return mix
 
 
-def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = None, max_code_files: int = 16000) -> list[Example]:
-    """`n` examples (about; code may come short where few packages are installed), shuffled."""
+def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = None, max_code_files: int = 16000,
+                  real_corpus: Path | None = None) -> list[Example]:
+    """`n` examples (about; code may come short where few packages are installed), shuffled.
+    Real-text examples come from `real_corpus` (`msa train real-corpus`), else from this machine."""
     mix = mix or Mix()
     rng = random.Random(f"{seed}:{split}")
     out = contract_examples(rng, int(n * mix.contracts), split)
@@ -1010,6 +1015,10 @@ def make_examples(n: int, seed: int, split: str = "train", mix: Mix | None = Non
         out += two_hop_examples(rng, int(n * mix.two_hop), split)
     if mix.lists:
         out += list_examples(rng, int(n * mix.lists), split)
+    if mix.real:
+        from .real_data import real_examples
+
+        out += real_examples(rng, int(n * mix.real), split, real_corpus)
     out += log_examples(rng, n - len(out), split)
     if mix.focused:
         out = [as_focused(ex) if rng.random() < mix.focused else ex for ex in out]
