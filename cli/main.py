@@ -51,6 +51,18 @@ def _engine(model: str | None, purpose: str = "encode", device: str = "cpu"):  #
         return Engine.load(model, purpose=purpose, device=device)
 
 
+def _memory(store: Path | None, model: str | None = None, device: str = "cpu", create: bool = False):  # noqa: ANN202
+    from msa_agent.api import Memory
+
+    return Memory.open(store, model=model, device=device, create=create)
+
+
+def _load(mem, purpose: str = "generate"):  # noqa: ANN001, ANN202
+    """The Memory's model for `purpose`, loaded (on first use) under a status line."""
+    with err.status("loading model…"):
+        return mem.engine(purpose)
+
+
 WaitOpt = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another writer to finish (default: exit at once).")]
 
 
@@ -87,32 +99,23 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a directory into memory: new and changed files are encoded, deleted ones removed."""
-    from msa_agent.engine import check_input_dir
-    from msa_agent.pipeline import check_options, ingest_dir
+    from msa_agent.api import Memory
 
     try:
-        check_options(kind=kind, max_file_bytes=int(max_file_mb * 1e6))
-        root = check_input_dir(directory)
-        st = _open_store(store, create=True)
-        engine = _engine(model, device=device)
+        root = Memory.check_ingest(directory, kind=kind, max_file_mb=max_file_mb)  # before anything is created
+        mem = _memory(store, model, device, create=True)
+        _load(mem, "encode")
         bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens"), TextColumn("{task.fields[rate]}"),
                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
         task = bar.add_task("encoding", total=1, files=0, rate="")
         with bar:
-            report = ingest_dir(root, st, engine, collection=collection or "default", reencode=reencode,
-                                progress=_ingest_callbacks(bar, task), max_file_bytes=int(max_file_mb * 1e6),
-                                kind=kind, wait=wait)
+            report = mem.ingest(root, collection=collection or "default", reencode=reencode,
+                                progress=_ingest_callbacks(bar, task), max_file_mb=max_file_mb, kind=kind, wait=wait)
     except MSAError as e:
         _fail(e)
-    except OSError as e:  # disk full, I/O error: nothing half-written is committed
+    except OSError as e:  # creating the store: nothing half-written is committed
         _fail(MSAError(f"cannot write the store: {e.strerror or e}; it keeps its last committed state"))
-    except Exception as e:
-        from sqlalchemy.exc import OperationalError
-
-        if not isinstance(e, OperationalError):
-            raise
-        _fail(MSAError(f"cannot write the store: {' '.join(str(e.orig).split())}; it keeps its last committed state"))
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -153,21 +156,20 @@ def ask(
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from memory, with citations (page, line range or time range)."""
-    from msa_agent.ask import ask as run_ask
-
     stream = None if as_json else (lambda s: out.print(s, end="", highlight=False, markup=False))
     try:
         if server:
-            from msa_agent.serve import remote_ask
+            from msa_agent.api import Memory
 
-            body = {"question": question, "collection": collection, "top_k": top_k, "rounds": rounds, "mode": mode,
-                    "max_tokens": max_tokens}
-            result = remote_ask(server, body, token=token, on_token=stream)
+            mem = Memory.connect(server, token)
         else:
-            st = _open_store(store)
-            engine = _engine(model, "generate", device)
-            result = run_ask(st, engine, question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
-                             max_new_tokens=max_tokens, on_token=stream).as_dict()
+            from msa_agent.api import check_query
+
+            mem = _memory(store, model, device)
+            check_query(question, mode=mode, top_k=top_k, rounds=rounds, max_tokens=max_tokens)  # before the load
+            _load(mem, "generate")
+        result = mem.ask(question, collection=collection, top_k=top_k, rounds=rounds, mode=mode,
+                         max_tokens=max_tokens, on_token=stream).as_dict()
     except MSAError as e:
         _fail(e)
     if as_json:
@@ -211,18 +213,18 @@ def route(
     as_json: JsonOpt = False,
 ) -> None:
     """Routing only: the documents memory would use for a question, best first."""
-    from msa_agent.ask import route as run_route
-
     try:
         if server:
-            from msa_agent.serve import remote_route
+            from msa_agent.api import Memory
 
-            result = remote_route(server, {"question": question, "collection": collection, "top_k": top_k,
-                                           "mode": mode}, token=token)
+            mem = Memory.connect(server, token)
         else:
-            st = _open_store(store)
-            engine = _engine(model, "generate", device)
-            result = run_route(st, engine, question, collection=collection, top_k=top_k, mode=mode)
+            from msa_agent.api import check_query
+
+            mem = _memory(store, model, device)
+            check_query(question, mode=mode, top_k=top_k)  # before the load
+            _load(mem, "generate")
+        result = mem.route(question, collection=collection, top_k=top_k, mode=mode).as_dict()
     except MSAError as e:
         _fail(e)
     if as_json:

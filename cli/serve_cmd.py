@@ -35,26 +35,27 @@ def serve(
     allow_root: Annotated[Optional[list[Path]], typer.Option("--allow-root", help="A directory POST /v1/ingest may read from (repeatable).")] = None,
 ) -> None:
     """Serve the memory over HTTP: the model and every collection's index stay resident."""
+    from msa_agent.api import Memory
     from msa_agent.serve import check_bind, serve as run_serve
     from msa_agent.store.tokens import active_tokens
 
     m = _main()
     try:
-        st = m._open_store(store)
-        check_bind(host, no_auth=no_auth, tokens=active_tokens(st))  # before the model loads
+        mem = Memory.open(store, model=model, device=device)
+        check_bind(host, no_auth=no_auth, tokens=active_tokens(mem.store))  # before the model loads
         roots = []
         for r in allow_root or []:
             if not r.expanduser().is_dir():
                 raise MSAError(f"--allow-root {r}: no such directory")
             roots.append(r.expanduser().resolve())
-        engine = m._engine(model, "generate", device)
-        st.check_model(engine.fingerprint, engine.name)
+        engine = m._load(mem, "generate")
+        mem.store.check_model(engine.fingerprint, engine.name)
     except MSAError as e:
         m._fail(e)
     auth = "no auth (loopback only)" if no_auth else "bearer tokens"
-    m.err.print(f"serving {st.path} on http://{host}:{port} ({engine.name} on {device}; {auth})", highlight=False,
-              markup=False, soft_wrap=True)
-    run_serve(engine, st, host=host, port=port, auth=not no_auth, allow_roots=roots, device=device)
+    m.err.print(f"serving {mem.path} on http://{host}:{port} ({engine.name} on {device}; {auth})", highlight=False,
+                markup=False, soft_wrap=True)
+    run_serve(mem, host=host, port=port, auth=not no_auth, allow_roots=roots)
 
 
 token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of msa serve: create, list, revoke.")

@@ -13,8 +13,9 @@ Endpoints (JSON unless said otherwise; errors are `{"error": {"message", "type"}
 Model calls are not thread-safe: every one runs on one worker thread, in arrival order, off the
 event loop (a slow client only slows its own stream: tokens go to an unbounded queue). An ingest
 job runs on a thread of its own and takes the same model lock for each encoded batch, so questions
-are answered between batches. Each collection's `MemoryIndex` is rebuilt only when the database
-has changed since it was built (SQLite's `data_version`, one cheap pragma per question).
+are answered between batches. The server is built on the library API (`msa_agent.api.Memory`):
+each collection's routing index stays resident in it and is rebuilt only when the database has
+changed since it was built (SQLite's `data_version`, one cheap pragma per question).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import ipaddress
 import json
 import signal
-import sqlite3
 import threading
 import time
 import uuid
@@ -38,9 +38,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .api import Memory
 from .engine import Engine
 from .errors import BadInput, MSAError
-from .memory import MemoryIndex
 from .store import Store
 from .store.schema import utcnow
 
@@ -73,42 +73,7 @@ def check_bind(host: str, *, no_auth: bool, tokens: int) -> None:
                        "create one first (msa token create --collection NAME)")
 
 
-# ---- resident memory ------------------------------------------------------------------------
-
-
-class ResidentMemory:
-    """Each collection's MemoryIndex, kept while the database is unchanged.
-
-    `data_version` of one private read-only connection changes whenever another connection (an
-    ingest job, `msa ingest` in a shell, `msa forget`) commits: then every index is rebuilt on its
-    next use, so questions see only committed documents."""
-
-    def __init__(self, store: Store, engine: Engine, device: str | None = None) -> None:
-        self.store, self.engine, self.device = store, engine, device
-        self._conn = sqlite3.connect(f"file:{store.path / 'msa.db'}?mode=ro", uri=True, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._version: int | None = None
-        self._indexes: dict[str | None, MemoryIndex] = {}
-        self.builds = 0  # indexes built (tests, /healthz)
-
-    def _data_version(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def get(self, collection: str | None) -> MemoryIndex:
-        with self._lock:
-            v = self._data_version()
-            if v != self._version:
-                self._indexes.clear()
-                self._version = v
-            mem = self._indexes.get(collection)
-            if mem is None:
-                mem = MemoryIndex(self.store, collection, self.engine.cfg, device=self.device)
-                self._indexes[collection] = mem
-                self.builds += 1
-            return mem
-
-    def close(self) -> None:
-        self._conn.close()
+# ---- the model worker -----------------------------------------------------------------------
 
 
 class ModelWorker:
@@ -208,7 +173,7 @@ class Jobs:
         return [j for j in self._jobs.values() if j.status in ("queued", "running")]
 
     def _run(self, job: Job, root: Path) -> None:
-        from .pipeline import Progress, ingest_dir
+        from .pipeline import Progress
 
         if self.stop.is_set():
             job.status, job.error = "error", "the server shut down before the job started"
@@ -222,11 +187,11 @@ class Jobs:
             job.progress["files"] += files
             job.progress["tokens"] += tokens
 
-        st = None
+        mem = None
         try:
-            st = Store.open(self.store_path)
-            report = ingest_dir(root, st, self.engine, collection=job.collection, progress=Progress(plan, advance),
-                                wait=60.0)
+            # a Memory of its own (its own Store connection) over the shared, locked engine
+            mem = Memory(Store.open(self.store_path), engine=self.engine)
+            report = mem.ingest(root, collection=job.collection, progress=Progress(plan, advance), wait=60.0)
             job.report = report.as_dict()
             job.status = "partial" if report.failed else "ok"
         except MSAError as e:
@@ -235,8 +200,8 @@ class Jobs:
             job.status, job.error = "error", f"{type(e).__name__}: {e}"
         finally:
             job.finished_at = utcnow()
-            if st is not None:
-                st.close()
+            if mem is not None:
+                mem.close()
 
     def shutdown(self) -> None:
         self.stop.set()  # a running job stops after its current batch (committed batches stay)
@@ -273,15 +238,16 @@ class Scope:
 
 
 class Server:
-    """The state behind the routes: engine, store, resident memory, the model worker, jobs."""
+    """The state behind the routes: the Memory (store, engine, resident indexes), the model worker,
+    jobs. `owns`: the Memory is closed with the server (else only its indexes are let go)."""
 
-    def __init__(self, engine: Engine, store: Store, *, auth: bool = True, allow_roots: list[Path] | None = None,
-                 device: str | None = None) -> None:
-        self.engine, self.store, self.auth = engine, store, auth
+    def __init__(self, memory: Memory, *, auth: bool = True, allow_roots: list[Path] | None = None,
+                 owns: bool = False) -> None:
+        self.memory, self.auth, self.owns = memory, auth, owns
+        self.engine, self.store = memory.engine("generate"), memory.store
         self.allow_roots = [Path(r).expanduser().resolve() for r in allow_roots or []]
-        self.memory = ResidentMemory(store, engine, device)
         self.worker = ModelWorker()
-        self.jobs = Jobs(store, engine, self.worker.lock)
+        self.jobs = Jobs(self.store, self.engine, self.worker.lock)
         self.started = time.time()
 
     # -- auth --
@@ -303,18 +269,11 @@ class Server:
     # -- model calls (on the worker thread) --
 
     def _ask(self, q: dict, collection: str | None, on_token: Callable[[str], None] | None) -> dict:
-        from .ask import ask
-
-        mem = self.memory.get(collection)
-        res = ask(self.store, self.engine, q["question"], collection=collection, top_k=q["top_k"],
-                  rounds=q["rounds"], mode=q["mode"], max_new_tokens=q["max_tokens"], on_token=on_token, memory=mem)
-        return res.as_dict()
+        return self.memory.ask(q["question"], collection=collection, top_k=q["top_k"], rounds=q["rounds"],
+                               mode=q["mode"], max_tokens=q["max_tokens"], on_token=on_token).as_dict()
 
     def _route(self, q: dict, collection: str | None) -> dict:
-        from .ask import route
-
-        return route(self.store, self.engine, q["question"], collection=collection, top_k=q["top_k"], mode=q["mode"],
-                     memory=self.memory.get(collection))
+        return self.memory.route(q["question"], collection=collection, top_k=q["top_k"], mode=q["mode"]).as_dict()
 
     async def ask(self, q: dict, collection: str | None) -> dict:
         return await self.worker.run(self._ask, q, collection, None)
@@ -355,15 +314,8 @@ class Server:
         return await self.worker.run(self._route, q, collection)
 
     def status(self, scope: Scope) -> dict:
-        from .engine import reader_label
-
-        info = self.store.status()
-        info["reader"] = reader_label()
-        if scope.collections is not None:  # a token sees its collections' sources and jobs only
-            info["collections"] = [c for c in info["collections"] if c in scope.collections]
-            info["sources"] = [s for s in info["sources"] if s["collection"] in scope.collections]
-            info["jobs"] = [j for j in info["jobs"] if j["collection"] in scope.collections]
-        return info
+        """The store's status; for a token, only its collections' (totals, sources and jobs)."""
+        return self.memory.status(scope.collections)
 
     def allowed_dir(self, path: object) -> Path:
         if not isinstance(path, str) or not path:
@@ -383,7 +335,10 @@ class Server:
     def shutdown(self) -> None:
         self.jobs.shutdown()
         self.worker.shutdown()
-        self.memory.close()
+        if self.owns:
+            self.memory.close()
+        else:
+            self.memory.release_indexes()
 
 
 class _ClientGone(Exception):
@@ -447,10 +402,17 @@ def _sse(event: str | None, data: object) -> str:
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(engine: Engine, store: Store, *, auth: bool = True, allow_roots: list[Path] | None = None,
-               device: str | None = None) -> Starlette:
-    """The ASGI app over an already loaded engine and an open store."""
-    srv = Server(engine, store, auth=auth, allow_roots=allow_roots, device=device)
+def create_app(memory: Memory | Engine, store: Store | None = None, *, auth: bool = True,
+               allow_roots: list[Path] | None = None, device: str | None = None) -> Starlette:
+    """The ASGI app over a Memory (closed with the app), or over an already loaded engine and an
+    open store (left open)."""
+    owns = isinstance(memory, Memory)
+    if not owns:
+        if store is None:
+            raise TypeError("create_app(engine, store): the store is missing")
+        memory = Memory(store, engine=memory, device=device)
+    srv = Server(memory, auth=auth, allow_roots=allow_roots, owns=owns)
+    engine, store = srv.engine, srv.store
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "model": engine.name, "device": str(engine.device),
@@ -588,8 +550,8 @@ def last_user_message(messages: object) -> str:
     raise ApiError(400, "messages: no user message with text")
 
 
-def serve(engine: Engine, store: Store, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: bool = True,
-          allow_roots: list[Path] | None = None, device: str | None = None, log_level: str = "info") -> None:
+def serve(memory: Memory, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: bool = True,
+          allow_roots: list[Path] | None = None, log_level: str = "info") -> None:
     """Run the server until SIGINT/SIGTERM; answers in flight finish first."""
     import uvicorn
 
@@ -604,8 +566,8 @@ def serve(engine: Engine, store: Store, *, host: str = DEFAULT_HOST, port: int =
             else:
                 self.should_exit = True
 
-    check_bind(host, no_auth=not auth, tokens=active_tokens(store))
-    app = create_app(engine, store, auth=auth, allow_roots=allow_roots, device=device)
+    check_bind(host, no_auth=not auth, tokens=active_tokens(memory.store))
+    app = create_app(memory, auth=auth, allow_roots=allow_roots)
     _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=300)).run()
 
 
@@ -670,14 +632,19 @@ class RemoteError(MSAError):
     """A running server refused a request or could not be reached."""
 
 
-def _request(url: str, path: str, body: dict, token: str | None, timeout: float):  # noqa: ANN202
+def _request(url: str, path: str, body: dict | None, token: str | None, timeout: float):  # noqa: ANN202
+    """POST `body` to `path` (GET when None)."""
     import urllib.error
     import urllib.request
 
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, headers=headers,
+                                 method="POST" if body is not None else "GET")
     try:
         return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - the user's own server URL
     except urllib.error.HTTPError as e:
@@ -716,4 +683,10 @@ def remote_ask(url: str, body: dict, *, token: str | None = None, on_token: Call
 def remote_route(url: str, body: dict, *, token: str | None = None, timeout: float = 600.0) -> dict:
     """POST /v1/route on a running server: the `msa route --json` object."""
     with _request(url, "/v1/route", body, token, timeout) as r:
+        return json.loads(r.read())
+
+
+def remote_get(url: str, path: str, *, token: str | None = None, timeout: float = 600.0) -> dict:
+    """GET `path` (/v1/status, /v1/jobs/N) on a running server: its JSON object."""
+    with _request(url, path, None, token, timeout) as r:
         return json.loads(r.read())

@@ -525,24 +525,42 @@ class Store:
         ranked = sorted(scores.items(), key=lambda t: -t[1])
         return ranked[:limit]
 
-    def status(self) -> dict:
+    def status(self, collections: Sequence[str] | None = None) -> dict:
+        """`msa status`: the whole store, or with `collections` (a token's scope in `msa serve`)
+        only what those collections hold: their documents, tokens, chunks, tombstones, the
+        segments holding their documents and those segments' bytes (the database itself is not
+        counted), their sources and jobs."""
         m = self.manifest
+        scoped = collections is not None
         with self.session() as s:
             live = DocumentRow.tombstone.is_(False)
+            dead = DocumentRow.tombstone.is_(True)
+            if scoped:
+                live = live & DocumentRow.collection.in_(list(collections))
+                dead = dead & DocumentRow.collection.in_(list(collections))
             n_docs = s.scalar(select(func.count()).select_from(DocumentRow).where(live)) or 0
             tokens = s.scalar(select(func.coalesce(func.sum(DocumentRow.n_tokens), 0)).where(live)) or 0
             chunks = s.scalar(select(func.coalesce(func.sum(DocumentRow.n_chunks), 0)).where(live)) or 0
-            tomb = s.scalar(select(func.count()).select_from(DocumentRow).where(DocumentRow.tombstone.is_(True))) or 0
-            n_seg = s.scalar(select(func.count()).select_from(SegmentRow)) or 0
-            collections = sorted(set(s.scalars(select(DocumentRow.collection).where(live).distinct())))
+            tomb = s.scalar(select(func.count()).select_from(DocumentRow).where(dead)) or 0
+            if scoped:
+                held = select(DocumentRow.segment_id).where(live).distinct()
+                n_seg = s.scalar(select(func.count()).select_from(SegmentRow).where(SegmentRow.id.in_(held))) or 0
+                disk = s.scalar(select(func.coalesce(func.sum(SegmentRow.bytes), 0)).where(SegmentRow.id.in_(held))) or 0
+            else:
+                n_seg = s.scalar(select(func.count()).select_from(SegmentRow)) or 0
+            colls = sorted(set(s.scalars(select(DocumentRow.collection).where(live).distinct())))
             srcs = self._source_status(s)
             jobs = [job_dict(j) for j in s.scalars(select(JobRow).order_by(JobRow.id))]
-        disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        if scoped:
+            srcs = [x for x in srcs if x["collection"] in collections]
+            jobs = [j for j in jobs if j["collection"] in collections]
+        else:
+            disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return {
             "store": str(self.path), "documents": n_docs, "tokens": int(tokens), "chunks": int(chunks),
-            "tombstoned": tomb, "segments": n_seg, "bytes_on_disk": disk,
+            "tombstoned": tomb, "segments": n_seg, "bytes_on_disk": int(disk),
             "bytes_per_token": round(disk / tokens, 1) if tokens else None,
-            "collections": collections, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
+            "collections": colls, "model": m.get("model"), "fingerprint": m.get("fingerprint"),
             "format_version": m.get("format_version"), "sources": srcs, "jobs": jobs,
         }
 

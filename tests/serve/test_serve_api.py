@@ -155,3 +155,31 @@ def test_no_auth_sees_every_collection(engine, two_collections):
 def test_the_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "/v1/ask" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+def test_status_for_a_scoped_token_counts_only_its_collections(engine, make_store, tmp_path):
+    """A token's /v1/status totals (documents, tokens, chunks, tombstones, segments, bytes) are
+    its collections', never the whole store's; sources and jobs too."""
+    from starlette.testclient import TestClient
+
+    from msa_agent.schedule import add_job
+    from msa_agent.serve import create_app
+    from msa_agent.store.tokens import create_token
+
+    st = make_store()
+    add_job(st, tmp_path / "ops", "1h", collection="ops")
+    st.forget(tmp_path / "legal" / "contracts" / "supply.txt", "legal")  # a tombstone in legal only
+    tok = {name: create_token(st, colls)[1] for name, colls in
+           {"legal": ["legal"], "ops": ["ops"], "both": ["legal", "ops"]}.items()}
+    whole = st.status()
+    with TestClient(create_app(engine, st)) as c:
+        got = {name: c.get("/v1/status", headers=bearer(t)).json() for name, t in tok.items()}
+    legal, ops, both = got["legal"], got["ops"], got["both"]
+    for key in ("documents", "tokens", "chunks", "segments"):
+        assert 0 < legal[key] < whole[key] and 0 < ops[key] < whole[key], key
+        assert legal[key] + ops[key] == whole[key] == both[key], key
+    assert legal["tombstoned"] == whole["tombstoned"] > 0 and ops["tombstoned"] == 0
+    assert 0 < legal["bytes_on_disk"] < whole["bytes_on_disk"] and 0 < ops["bytes_on_disk"] < whole["bytes_on_disk"]
+    assert legal["collections"] == ["legal"] and ops["collections"] == ["ops"]
+    assert {s["collection"] for s in legal["sources"]} == {"legal"} and not legal["jobs"]
+    assert [j["collection"] for j in ops["jobs"]] == ["ops"]
