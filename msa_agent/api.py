@@ -278,6 +278,20 @@ class Memory:
             self._indexes.clear()
             self._version = None
 
+    def document(self, doc_id: int, collections: list[str] | None = None) -> dict | None:
+        """A live document as cited: {doc_id, collection, path, kind, anchor, anchor_detail, title,
+        text}; None when there is none (or, with `collections`, when it is in another one)."""
+        import json
+
+        from .store.schema import DocumentRow
+
+        with self.store.session() as s:
+            d = s.get(DocumentRow, doc_id)
+        if d is None or d.tombstone or (collections is not None and d.collection not in collections):
+            return None
+        return {"doc_id": d.id, "collection": d.collection, "path": d.path, "kind": d.kind, "anchor": d.anchor,
+                "anchor_detail": json.loads(d.anchor_json or "{}"), "title": d.title, "text": d.text}
+
     def close(self) -> None:
         """Let go of the indexes and close the store (the loaded model goes with the object)."""
         self.release_indexes()

@@ -8,7 +8,9 @@ Endpoints (JSON unless said otherwise; errors are `{"error": {"message", "type"}
   `GET /v1/jobs/{id}`: its status, progress and report.
 - `POST /v1/chat/completions`, `GET /v1/models`: OpenAI-compatible; the reply carries the
   citations in a top-level `citations` field.
-- `GET /healthz`, and a page at `/`.
+- `GET /v1/documents/{id}`: a cited document's text (the page's preview); `GET /v1/jobs`: the
+  ingest jobs a token may see.
+- `GET /healthz`, and a page at `/` (`msa_agent/page.py`).
 
 Model calls are not thread-safe: every one runs on one worker thread, in arrival order, off the
 event loop (a slow client only slows its own stream: tokens go to an unbounded queue). An ingest
@@ -41,6 +43,7 @@ from starlette.routing import Route
 from .api import Memory
 from .engine import Engine
 from .errors import BadInput, MSAError
+from .page import PAGE
 from .store import Store
 from .store.schema import utcnow
 
@@ -168,6 +171,9 @@ class Jobs:
 
     def get(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
 
     def running(self) -> list[Job]:
         return [j for j in self._jobs.values() if j.status in ("queued", "running")]
@@ -415,7 +421,7 @@ def create_app(memory: Memory | Engine, store: Store | None = None, *, auth: boo
     engine, store = srv.engine, srv.store
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "model": engine.name, "device": str(engine.device),
+        return JSONResponse({"ok": True, "model": engine.name, "device": str(engine.device), "auth": srv.auth,
                              "uptime_s": round(time.time() - srv.started, 1), "queued": srv.worker.busy,
                              "jobs_running": len(srv.jobs.running())})
 
@@ -466,6 +472,20 @@ def create_app(memory: Memory | Engine, store: Store | None = None, *, auth: boo
         if job is None or not scope.allows(job.collection):
             raise ApiError(404, f"no job {request.path_params['job_id']}", "not_found_error")
         return JSONResponse(job.as_dict())
+
+    async def v1_jobs(request: Request) -> Response:
+        scope = srv.scope(request)
+        return JSONResponse({"jobs": [j.as_dict() for j in srv.jobs.all() if scope.allows(j.collection)]})
+
+    async def v1_document(request: Request) -> Response:
+        scope = srv.scope(request)
+        raw = request.path_params["doc_id"]
+        doc = None
+        if raw.isdigit():
+            doc = await asyncio.get_running_loop().run_in_executor(None, srv.memory.document, int(raw), scope.collections)
+        if doc is None:  # outside the token's collections reads as absent: nothing leaks
+            raise ApiError(404, f"no document {raw}", "not_found_error")
+        return JSONResponse(doc)
 
     async def v1_models(request: Request) -> Response:
         srv.scope(request)
@@ -526,7 +546,8 @@ def create_app(memory: Memory | Engine, store: Store | None = None, *, auth: boo
         Route("/", page), Route("/healthz", healthz),
         Route("/v1/ask", v1_ask, methods=["POST"]), Route("/v1/route", v1_route, methods=["POST"]),
         Route("/v1/status", v1_status), Route("/v1/ingest", v1_ingest, methods=["POST"]),
-        Route("/v1/jobs/{job_id}", v1_job), Route("/v1/models", v1_models),
+        Route("/v1/jobs", v1_jobs), Route("/v1/jobs/{job_id}", v1_job), Route("/v1/documents/{doc_id}", v1_document),
+        Route("/v1/models", v1_models),
         Route("/v1/chat/completions", chat, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ApiError: on_api_error, MSAError: on_api_error},
@@ -569,60 +590,6 @@ def serve(memory: Memory, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     check_bind(host, no_auth=not auth, tokens=active_tokens(memory.store))
     app = create_app(memory, auth=auth, allow_roots=allow_roots)
     _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=300)).run()
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>msa</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
-input,textarea,button{font:inherit;padding:.4rem;box-sizing:border-box}
-textarea{width:100%;height:4.5rem}.row{display:flex;gap:.5rem;margin:.4rem 0}.row input{flex:1}
-#answer{white-space:pre-wrap;border-left:3px solid #38c;padding:.4rem .8rem;min-height:1.5rem}
-.cite{margin:.6rem 0}.cite pre{background:#f5f5f0;padding:.4rem;white-space:pre-wrap;margin:.2rem 0}
-.dim{color:#777;font-size:.9em}
-</style></head><body>
-<h1>msa</h1>
-<div class="row"><input id="token" type="password" placeholder="token (msa_…; empty with --no-auth)">
-<input id="collection" placeholder="collection (optional)"></div>
-<textarea id="q" placeholder="Ask a question about the memory"></textarea>
-<div class="row"><button id="ask">Ask</button><span id="status" class="dim"></span></div>
-<h3>Answer</h3><div id="answer"></div><h3>Sources</h3><div id="sources"></div>
-<script>
-const $ = id => document.getElementById(id);
-$("token").value = sessionStorage.getItem("msa-token") || "";
-function esc(s){const d=document.createElement("div");d.textContent=s;return d.innerHTML;}
-function showSources(cites){
-  $("sources").innerHTML = cites.length ? "" : "<p class=dim>(none: the memory does not support an answer)</p>";
-  cites.forEach((c,i)=>{const e=document.createElement("div");e.className="cite";
-    e.innerHTML="<b>["+(i+1)+"]</b> "+esc(c.path)+" — "+esc(c.anchor)+(c.quote?"<pre>"+esc(c.quote)+"</pre>":"");
-    $("sources").appendChild(e);});
-}
-$("ask").onclick = async () => {
-  const token = $("token").value.trim(); sessionStorage.setItem("msa-token", token);
-  const body = {question: $("q").value, stream: true};
-  if ($("collection").value.trim()) body.collection = $("collection").value.trim();
-  $("answer").textContent = ""; $("sources").innerHTML = ""; $("status").textContent = "asking…";
-  const headers = {"Content-Type": "application/json"};
-  if (token) headers.Authorization = "Bearer " + token;
-  const r = await fetch("/v1/ask", {method: "POST", headers, body: JSON.stringify(body)});
-  if (!r.ok) { const e = await r.json(); $("status").textContent = r.status + ": " + e.error.message; return; }
-  const reader = r.body.getReader(), dec = new TextDecoder(); let buf = "";
-  for (;;) {
-    const {value, done} = await reader.read(); if (done) break;
-    buf += dec.decode(value, {stream: true}); let i;
-    while ((i = buf.indexOf("\\n\\n")) >= 0) {
-      const block = buf.slice(0, i); buf = buf.slice(i + 2);
-      const ev = (block.match(/^event: (.*)$/m) || [])[1], data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1]);
-      if (ev === "token") $("answer").textContent += data.text;
-      else if (ev === "result") { $("answer").textContent = data.answer; showSources(data.citations);
-        $("status").textContent = data.mode + " routing, " + data.timing.total_ms + " ms"; }
-      else if (ev === "error") $("status").textContent = "error: " + data.error.message;
-    }
-  }
-};
-</script></body></html>
-"""
 
 
 # ---- the client side: `msa ask --server URL` ---------------------------------------------------

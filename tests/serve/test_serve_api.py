@@ -95,6 +95,8 @@ def test_bad_requests_are_400(client, tokens):
     ("/v1/status", None),
     ("/v1/models", None),
     ("/v1/jobs/1", None),
+    ("/v1/jobs", None),
+    ("/v1/documents/1", None),
 ])
 def test_every_endpoint_needs_a_valid_token(client, tokens, path, body):
     def call(headers):
@@ -150,6 +152,22 @@ def test_no_auth_sees_every_collection(engine, two_collections):
         assert r.status_code == 200
         assert {d["path"].split("/")[0] for d in r.json()["docs"]} >= {"code", "contracts"}
         assert c.get("/v1/status").json()["collections"] == ["legal", "ops"]
+
+
+def test_a_document_is_read_only_through_a_token_that_grants_it(client, tokens, two_collections):
+    """The page's preview: the cited document's text, 404 (not 403: nothing leaks) outside the
+    token's collections, for unknown ids and for ids that are not numbers."""
+    legal = two_collections.live_documents("legal")[0]
+    ok = client.get(f"/v1/documents/{legal.id}", headers=bearer(tokens["legal"]))
+    assert ok.status_code == 200
+    doc = ok.json()
+    assert doc["text"] == legal.text and doc["path"] == legal.path and doc["collection"] == "legal"
+    assert doc["anchor"] == legal.anchor and isinstance(doc["anchor_detail"], dict)
+    assert client.get(f"/v1/documents/{legal.id}", headers=bearer(tokens["both"])).status_code == 200
+    for path in (f"/v1/documents/{legal.id}", "/v1/documents/999999", "/v1/documents/abc"):
+        r = client.get(path, headers=bearer(tokens["ops"]))
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error", path
+    assert client.get("/v1/jobs", headers=bearer(tokens["ops"])).json() == {"jobs": []}
 
 
 def test_the_page_is_served(client):
