@@ -179,7 +179,7 @@ def qa(
 def retrieval(
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Your corpus directory (with --questions).")] = None,
     questions: Annotated[Optional[Path], typer.Option("--questions", help='JSON lines: {"question", "evidence": [paths], "answers"?, "category"?}.')] = None,
-    systems: Annotated[str, typer.Option("--systems", help="Any of msa, lexical, hybrid, bm25, dense.")] = "msa,lexical,hybrid,bm25,dense",
+    systems: Annotated[str, typer.Option("--systems", help="Any of msa, lexical, hybrid, rrf (the hybrid before issue #15), bm25, dense.")] = "msa,lexical,hybrid,rrf,bm25,dense",
     size: Annotated[int, typer.Option("--size", help="Generated corpus scale (files per category grow with it).")] = 4,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Ask at most this many questions.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Documents each system returns (at least 16).")] = 16,
@@ -188,7 +188,7 @@ def retrieval(
     out: OutOpt = None, model: ModelOpt = None, device: DeviceOpt = "cpu", seed: SeedOpt = 0,
     fresh: FreshOpt = False, as_json: JsonOpt = False, threads: ThreadsOpt = None,
 ) -> None:
-    """Retrieval only: recall@1/5/16, MRR and latency of MSA routing, hybrid, lexical, BM25 and dense MiniLM."""
+    """Retrieval only: recall@1/5/16, MRR and latency of MSA routing, hybrid, lexical, BM25 and dense MiniLM, by category."""
     from msa_agent.engine import check_input_dir
     from msa_agent.evals.retrieval import RetrievalConfig, load_questions, run_retrieval
 

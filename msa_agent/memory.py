@@ -4,14 +4,14 @@ and the selectors that sparse generation calls at each router layer.
 Routing modes:
 - `msa`: each router layer picks its own top-k from the model's routing scores;
 - `lexical`: BM25 over the same documents picks one top-k for every layer;
-- `hybrid`: per layer, reciprocal-rank fusion of BM25 and that layer's routing scores.
-`auto`, the default, is `lexical`: the mode that measures best. On the real-document dev set
-(bench/devset, bench/NOTES.md) lexical routing put the evidence file first for 79% of answerable
-questions against hybrid's 74% (in the top 6: 89% against 86%), answered as well end to end
-(21.8% against 20.4% contains) and took 1.7 s a question against 4.0 s on a 2-core CPU; the
-default router's fusion with BM25 does not yet beat BM25 alone (issue #15). `hybrid` and `msa`
-stay one flag away. Without a trained router the backbone's own attention keys route at chance
-(shared/reference/router-feasibility.md).
+- `hybrid`: per layer, the lexical scores and the router's (standardised, averaged over the layers
+  so far) fused by score, the router's say bounded by how unsure the lexical ranking is
+  (`msa_agent.fusion`, fitted on the router's training data);
+- `rrf`: the hybrid before it, per-layer reciprocal-rank fusion of BM25 and that layer's routing
+  ranking, kept for comparison (it ranked below lexical alone at rank 1: issue #15).
+`auto`, the default, is `hybrid` when the model has a trained router, else `lexical`: without one
+the backbone's own attention keys route at chance (shared/reference/router-feasibility.md).
+Figures: bench/NOTES.md, "Fusion that never loses to its lexical half".
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from msa_agent.fusion import FITTED, FusionParams, fused_order, lexical_vector, standardise
 from msa_agent.kernels import routing_triton
 from msa_agent.kernels.routing import chunk_scores, doc_scores, prepare_keys
 from msa_agent.model.config import Config, MSAConfig
 from msa_agent.store import Store
 from msa_agent.store.schema import DocumentRow
 
-MODES = ("auto", "msa", "lexical", "hybrid")
+MODES = ("auto", "msa", "lexical", "hybrid", "rrf")
 RRF_K = 60.0
-# hybrid mode: the weight of the lexical ranking against one router layer's ranking in each
-# layer's fusion (bench/NOTES.md, hybrid weighting)
+# rrf mode: the weight of the lexical ranking against one router layer's ranking in each layer's
+# fusion (bench/NOTES.md, hybrid weighting)
 HYBRID_LEXICAL_WEIGHT = 1.0
 ROUTE_BLOCK = 4096  # chunks per product on the reference path; shards start at its multiples
 
@@ -43,7 +44,7 @@ def resolve_mode(mode: str, cfg: Config) -> str:
 
         raise BadInput(f"unknown routing mode {mode!r} (one of {', '.join(MODES)})")
     if mode == "auto":
-        return "lexical"
+        return "hybrid" if cfg.msa.decouple_router else "lexical"
     return mode
 
 
@@ -255,17 +256,35 @@ class LayerChoice:
 class RecordingSelector:
     """A MemorySelector that routes in the given mode and records each layer's choice.
 
-    `lexical` is the BM25 ranking of document indices (best first) for the current query text;
-    `restrict` limits routing to a subset of documents (e.g. those the caller allows).
+    `lexical` is the BM25 ranking of document indices (best first) for the current query text and
+    `lexical_scores` their scores (hybrid fuses by score; without them, by rank: `fusion.lexical_vector`),
+    `lexical_coverage` the share of the query's words the lexical top hit holds (`fusion.coverage`).
     """
 
     memory: MemoryIndex
     mode: str
     top_k: int
     lexical: list[int] = field(default_factory=list)
+    lexical_scores: list[float] = field(default_factory=list)
+    lexical_coverage: float = 1.0
     fuse_weight_lexical: float = field(default_factory=lambda: HYBRID_LEXICAL_WEIGHT)
+    fusion: FusionParams = field(default_factory=lambda: FITTED)
     attend_memory: bool = True
     choices: list[LayerChoice] = field(default_factory=list)
+    _lex: torch.Tensor | None = field(default=None, repr=False)
+    _z_sum: torch.Tensor | None = field(default=None, repr=False)
+    _z_layers: int = field(default=0, repr=False)
+
+    def _hybrid(self, layer_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lexical scores L (n,) and the router's standardised scores averaged over the router
+        layers so far Z (n,), this layer's included; CPU fp32."""
+        n = layer_scores.numel()
+        if self._lex is None:
+            self._lex = lexical_vector(self.lexical, self.lexical_scores, n)
+        z = standardise(layer_scores.detach().float().cpu())
+        self._z_sum = z if self._z_sum is None else self._z_sum + z
+        self._z_layers += 1
+        return self._lex, self._z_sum / self._z_layers
 
     def select(self, layer: int, q_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mem = self.memory
@@ -280,6 +299,10 @@ class RecordingSelector:
             docs = self.lexical[:k]
             scores = [1.0 / (RRF_K + r + 1) for r in range(len(docs))]
         elif self.mode == "hybrid":
+            lex, z = self._hybrid(mem.doc_scores(layer, q_r))  # (n,) each
+            idx, val = fused_order(lex, z, k, self.fusion, self.lexical_coverage)
+            docs, scores = idx.tolist(), val.tolist()
+        elif self.mode == "rrf":
             s = mem.doc_scores(layer, q_r)  # (n,)
             order = torch.argsort(s, descending=True, stable=True)
             idx, val = topk_docs(rrf([(self.lexical, self.fuse_weight_lexical), (order, 1.0)], n), k)
@@ -292,9 +315,14 @@ class RecordingSelector:
         return mem.fetch(layer, docs, q_r.device)
 
     def combined(self) -> list[tuple[int, float]]:
-        """One ranking over all router layers (reciprocal-rank fusion of the layers' choices)."""
+        """One ranking over all router layers: hybrid's fusion with the router scores of every layer;
+        for msa and rrf, reciprocal-rank fusion of the layers' choices."""
         if self.mode == "lexical":
             return [(i, 1.0 / (RRF_K + r + 1)) for r, i in enumerate(self.lexical)]
+        if self.mode == "hybrid" and self._z_sum is not None:  # the last layer's fusion: every layer's say
+            idx, val = fused_order(self._lex, self._z_sum / self._z_layers, max(4 * self.top_k, 64), self.fusion,
+                                   self.lexical_coverage)
+            return list(zip(idx.tolist(), val.tolist()))
         agg: dict[int, float] = {}
         for ch in self.choices:
             for rank, i in enumerate(ch.docs):

@@ -1,12 +1,15 @@
 """`msa bench retrieval`: which documents each retriever finds for a question, over a corpus msa
 ingests itself. In one run: MSA routing (`msa`), msa's lexical index (`lexical`), the hybrid
-(`hybrid`: lexical candidates fused with the router), BM25 (bm25s) and dense MiniLM over the same
-memory documents. Recall@1/5/16 (the share of a question's evidence files among the files of the
+(`hybrid`: the lexical ranking and the router's fused by score, the default), the hybrid before it
+(`rrf`: per-layer reciprocal-rank fusion, kept for comparison), BM25 (bm25s) and dense MiniLM over
+the same memory documents. Recall@1/5/16 (the share of a question's evidence files among the files of the
 top-k documents), MRR (first evidence document) and latency per query, per system and category.
 
 The generated corpus (no --corpus): code from the Python standard library (held out from router
 training), contracts and sensor logs from templates that router training never uses, a needle set
-(one fact in many look-alike notes) and two-hop pairs (project → owning team → on-call contact).
+(one fact in many look-alike notes), two-hop pairs (project → owning team → on-call contact) and
+paraphrase questions (a site described in other words than its profile's: no content word shared,
+so the lexical index has nothing to match and routing must earn its place).
 Questions say things in other words than the text; names, numbers and identifiers stay as a user
 would type them. Same seed and size, same bytes.
 
@@ -30,7 +33,7 @@ from msa_agent.errors import BadInput
 from .common import (Engines, Hooks, Results, Series, Table, bench_corpus, evidence_path, machine, mean, question_lines,
                      write_if_changed, write_outputs)
 
-SYSTEMS = ("msa", "lexical", "hybrid", "bm25", "dense")
+SYSTEMS = ("msa", "lexical", "hybrid", "rrf", "bm25", "dense")
 KS = (1, 5, 16)
 
 
@@ -231,6 +234,93 @@ def _two_hop_questions(rng: random.Random, n: int, root: Path) -> list[dict]:
     return qs
 
 
+# Paraphrase: site profiles whose questions describe the site in other words than its profile's.
+# Each slot: (the profile's phrase, the question's phrases); no content word of a question's phrase is
+# a content word of the profile's phrase (`content_overlap` measures it, a test holds it). The
+# vocabulary (places, buildings, schedules) is none of router training's (contracts, sensor logs,
+# package code, needles in package prose).
+_PARA_KIND = [("refrigerated warehouse", ["cold storage building", "chilled depot"]),
+              ("bakery", ["bread and pastry kitchen", "place making loaves"]),
+              ("data centre", ["server hall", "computer facility"]),
+              ("water treatment plant", ["facility purifying drinking supplies", "tap supply cleaning works"]),
+              ("veterinary clinic", ["animal hospital", "surgery for pets"]),
+              ("multi-storey car park", ["parking garage", "building for leaving vehicles"]),
+              ("kindergarten", ["nursery school for toddlers", "preschool"]),
+              ("brewery", ["beer maker", "place producing ale"]),
+              ("sawmill", ["timber cutting yard", "lumber mill"]),
+              ("commercial laundry", ["linen washing service", "place cleaning sheets and towels"]),
+              ("observatory", ["telescope station", "stargazing dome"]),
+              ("recycling depot", ["scrap sorting yard", "waste reprocessing site"])]
+_PARA_PLACE = [("on the hilltop", ["at the summit of the rise", "up on the high ground"]),
+               ("beside the railway station", ["next to where trains stop", "close to the rail terminus"]),
+               ("by the river mouth", ["where the stream meets the sea", "at the estuary"]),
+               ("in the old town", ["within the historic centre", "among the medieval lanes"]),
+               ("near the airport", ["close to where planes land", "by the airfield"]),
+               ("at the motorway junction", ["where the highways cross", "at the interchange"]),
+               ("on the lakeshore", ["along the edge of the big pond", "at the waterside"]),
+               ("inside the university campus", ["among the college grounds", "on academic land"]),
+               ("next to the football stadium", ["beside the sports arena", "close to the soccer ground"]),
+               ("under the city bridge", ["below the span crossing downtown", "beneath the viaduct"])]
+_PARA_TRAIT = [("runs around the clock", ["never closes, day or night", "operates nonstop"]),
+               ("opens only at weekends", ["is shut from Monday to Friday", "does business on Saturdays and Sundays"]),
+               ("closes every August", ["shuts for a summer holiday", "takes a break in high summer"]),
+               ("runs on solar power", ["gets its electricity from sunlight", "uses photovoltaic panels"]),
+               ("was rebuilt after a fire", ["was reconstructed once it burned down", "had to be restored after flames"]),
+               ("employs over two hundred people", ["has a large workforce", "counts hundreds on its payroll"]),
+               ("is managed by a cooperative", ["is owned jointly by its members", "belongs to a members' collective"]),
+               ("has a green roof", ["is topped with plants and grass", "grows vegetation overhead"])]
+_PARA_FILL = ["Visitors sign in at the front desk.", "Deliveries arrive through the rear gate.",
+              "A small canteen serves lunch.", "Inspectors came by last spring.",
+              "Bicycles can be left in the covered rack.", "The manager publishes a newsletter.",
+              "Staff training is held on Tuesdays.", "The entrance is wheelchair accessible."]
+_PARA_ASK = ["which {kind} {place} {trait}?", "I'm looking for the {kind} {place} that {trait}",
+             "find the {kind} {place}; it {trait}", "what is the name of the {kind} {place} which {trait}?"]
+
+
+def content_overlap(question: str, text: str) -> float:
+    """Share of a question's content words (as the lexical index splits and filters them) that the
+    text holds."""
+    from msa_agent.store.store import _STOP, _WORD
+
+    def words(t: str) -> set[str]:
+        return {w for w in _WORD.findall(t.lower()) if w not in _STOP and len(w) > 1}
+
+    q = words(question)
+    return len(q & words(text)) / max(1, len(q))
+
+
+def _paraphrase_questions(rng: random.Random, n: int, root: Path) -> list[dict]:
+    """n site profiles asked about by description (what, where, what else) in other words, among as
+    many look-alike profiles that share one or two of the three traits."""
+    combos = [(k, p, t) for k in range(len(_PARA_KIND)) for p in range(len(_PARA_PLACE))
+              for t in range(len(_PARA_TRAIT))]
+    asked = rng.sample(combos, n)
+    others: list[tuple[int, int, int]] = []
+    for k, p, t in asked:  # a look-alike: one or two traits changed
+        for _ in range(20):
+            c = [k, p, t]
+            for j in rng.sample(range(3), rng.choice([1, 2])):
+                c[j] = rng.randrange((len(_PARA_KIND), len(_PARA_PLACE), len(_PARA_TRAIT))[j])
+            if tuple(c) not in asked and tuple(c) not in others:
+                others.append(tuple(c))
+                break
+    profiles = [(c, True) for c in asked] + [(c, False) for c in others]
+    rng.shuffle(profiles)
+    qs = []
+    for i, ((k, p, t), is_asked) in enumerate(profiles):
+        name = f"{_word(rng)} {rng.choice(['Hollow', 'Reach', 'Court', 'Row', 'Mews'])}"
+        rel = f"sites/{name.split()[0].lower()}-{i}.md"
+        body = (f"{name} is a {_PARA_KIND[k][0]} {_PARA_PLACE[p][0]}. It {_PARA_TRAIT[t][0]}. "
+                + " ".join(rng.sample(_PARA_FILL, 3)))
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"# {name}\n\n{body}\n")
+        if is_asked:
+            q = rng.choice(_PARA_ASK).format(kind=rng.choice(_PARA_KIND[k][1]), place=rng.choice(_PARA_PLACE[p][1]),
+                                             trait=rng.choice(_PARA_TRAIT[t][1]))
+            qs.append({"question": q, "evidence": [rel], "category": "paraphrase", "answers": [name]})
+    return qs
+
+
 def make_corpus(seed: int, size: int, out: Path) -> tuple[Path, Path]:
     """Write the generated corpus and its questions under `out`; returns (corpus dir, questions file)."""
     rng = random.Random(seed)
@@ -240,7 +330,7 @@ def make_corpus(seed: int, size: int, out: Path) -> tuple[Path, Path]:
     root.mkdir(parents=True)
     qs = (_stdlib_questions(rng, 3 * size, root) + _contract_questions(rng, 3 * size, root)
           + _log_questions(rng, 3 * size, root) + _needle_questions(rng, 2 * size, root)
-          + _two_hop_questions(rng, 2 * size, root))
+          + _two_hop_questions(rng, 2 * size, root) + _paraphrase_questions(rng, 3 * size, root))
     qfile = out / "questions.jsonl"
     write_if_changed(qfile, "".join(json.dumps(q) + "\n" for q in qs))
     return root, qfile
@@ -307,7 +397,7 @@ def run_retrieval(cfg: RetrievalConfig, out_dir: Path, engines: Engines, *, corp
             if key in results:
                 continue
             q = qs[i]
-            if s in ("msa", "lexical", "hybrid"):
+            if s in ("msa", "lexical", "hybrid", "rrf"):
                 if s not in routers:  # the memory's keys load once, as in a long-running server
                     routers[s] = Router(store, gen, "retrieval", s, cfg.top_k)
                     routers[s].memory.load_all_keys()
@@ -372,8 +462,8 @@ def summarize(records: list[dict], cfg: RetrievalConfig) -> dict:
         for c in cats:
             rc = [r for r in rs if r["category"] == c]
             if rc:
-                row[f"{c}:recall@5"] = 100 * mean(r["r5"] for r in rc)
-                row[f"{c}:recall@16"] = 100 * mean(r["r16"] for r in rc)
+                for k in KS:
+                    row[f"{c}:recall@{k}"] = 100 * mean(r[f"r{k}"] for r in rc)
         out[s] = row
     return {"systems": out, "categories": cats}
 
@@ -383,15 +473,15 @@ def retrieval_tables(summary: dict) -> list[Table]:
     rows = [[s, r["recall@1"], r["recall@5"], r["recall@16"], 100 * r["mrr"], round(r["latency_ms"], 1), r["n"]]
             for s, r in summary["systems"].items()]
     cats = summary["categories"]
-    head2 = ["system", *[f"{c} R@5 / R@16 (%)" for c in cats]]
-    rows2 = [[s, *[_pair(r.get(f"{c}:recall@5"), r.get(f"{c}:recall@16")) for c in cats]]
+    head2 = ["system", *[f"{c} R@1 / R@5 / R@16 (%)" for c in cats]]
+    rows2 = [[s, *[_triple([r.get(f"{c}:recall@{k}") for k in KS]) for c in cats]]
              for s, r in summary["systems"].items()]
     return [Table("Evidence recall by system (msa and hybrid side by side with the baselines)", head, rows),
             Table("By category", head2, rows2)]
 
 
-def _pair(a: float | None, b: float | None) -> str:
-    return "–" if a is None else f"{a:.0f} / {b:.0f}"
+def _triple(vals: list[float | None]) -> str:
+    return "–" if vals[0] is None else " / ".join(f"{v:.0f}" for v in vals)
 
 
 def _intro(summary: dict) -> str:
@@ -399,7 +489,7 @@ def _intro(summary: dict) -> str:
     return (f"Corpus: {c['corpus']}, {summary['documents']} memory documents, {summary['memory_tokens']:,} tokens; "
             f"{summary['questions']} questions ({', '.join(summary['categories'])}). Router: {summary['router']}, "
             f"memory {'attended' if c['attend_memory'] else 'not attended'} between router layers "
-            f"(model `{c['model'][:12]}`). msa / lexical / hybrid: `msa route` in that mode; bm25: bm25s over "
+            f"(model `{c['model'][:12]}`). msa / lexical / hybrid / rrf: `msa route` in that mode; bm25: bm25s over "
             f"the same documents; dense: {c['dense_model']}. Recall@k = share of a question's evidence files "
             f"among the files of the top-k documents. Device {summary['device']}; {m.get('processor', '')}, "
             f"{m.get('cpus')} CPUs, load {m.get('loadavg')}; ingest {summary['ingest_seconds']} s, run "

@@ -138,7 +138,7 @@ def test_a_trained_router_routes_on_its_own_keys(corpus, store, router_engine):
         rk = _expected_keys(store, mem, layer, "rk")
         assert torch.equal(mem.routing_keys(layer), routing.prepare_keys(rk, cfg.msa.cosine))
         assert not torch.equal(rk, _expected_keys(store, mem, layer, "k"))
-    assert resolve_mode("auto", cfg) == "lexical"  # the default measures best (memory.py's docstring)
+    assert resolve_mode("auto", cfg) == "hybrid"  # a trained router: the fusion (memory.py's docstring)
     res = route(store, router_engine, "emergency_stop timeout_s", top_k=3, mode="hybrid")
     assert res["mode"] == "hybrid" and len(res["docs"]) == 3
 
