@@ -125,3 +125,22 @@ def test_train_and_validation_packages_are_disjoint(corpus: Path) -> None:
     train = {e.pkg for e in entries if not R._is_val(e.pkg)}
     val = {e.pkg for e in entries if R._is_val(e.pkg)}
     assert train and not train & val
+
+
+def test_training_run_with_real_text_on_cpu(tiny_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """The CPU smoke test of the training pipeline with the real-text share in its mix."""
+    import torch
+
+    from msa_agent.model.tokenizer import Tokenizer
+    from msa_agent.model.weights import load_model
+    from msa_agent.train.reader import ReaderTrainConfig, train_reader
+    from msa_agent.train.reader_data import Mix
+
+    cfg = ReaderTrainConfig(examples=60, val_per_domain=2, batch_tokens=2048, max_steps=2, mem_every=0,
+                            max_code_files=30, max_new_tokens=4, log_every=1, warmup=1,
+                            mix=Mix.parse("contracts=0.3,code=0.2,real=0.4"), real_corpus=corpus)
+    rec = train_reader(load_model(tiny_model_dir, dtype=torch.float32), Tokenizer(tiny_model_dir), cfg, tmp_path / "out",
+                       model_dir=tiny_model_dir, log=lambda m: None)
+    assert rec["steps"] == 2
+    assert rec["data"]["by_domain"].get("changelogs", 0) > 0 and rec["data"]["by_domain"].get("packages", 0) > 0
+    assert rec["data"]["unanswerable_by_domain"].get("changelogs", 0) > 0
