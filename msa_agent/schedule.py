@@ -312,10 +312,35 @@ def _env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("MSA_HOME", "MSA_MODEL", "MSA_DTYPE") if os.environ.get(k)}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(what: str, value: str) -> str:
+    """A path or variable that goes into a unit file or a crontab: a control character (a newline
+    above all) would end the line and start an entry of the caller's choosing, so it is refused."""
+    if _CONTROL.search(value):
+        raise BadInput(f"{what} holds a control character ({value!r}): a timer or cron entry cannot carry it safely")
+    return value
+
+
 def _sd_quote(arg: str) -> str:
+    """One word of a systemd command line or assignment: quoted, with `$` and `%` (variable and
+    specifier expansion) doubled."""
+    _no_control("a scheduled command's argument", arg)
     if arg and not re.search(r"[\s\"'\\$%;]", arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("%", "%%") + '"'
+
+
+def _sd_text(text: str) -> str:
+    """Free text of a unit (Description=): specifiers (`%`) doubled, control characters refused."""
+    return _no_control("the store path", text).replace("%", "%%")
+
+
+def _cron_word(arg: str) -> str:
+    """One shell word of a crontab command: shell-quoted, and `%` escaped (cron turns an unescaped
+    `%` into a newline and feeds the rest to the command's standard input)."""
+    return shlex.quote(_no_control("a scheduled command's argument", arg)).replace("%", "\\%")
 
 
 UNIT = "msa-schedule"
@@ -329,7 +354,7 @@ def systemd_units(store: Path, check_every: str = "15m") -> dict[str, str]:
     env = "".join(f"Environment={_sd_quote(f'{k}={v}')}\n" for k, v in _env().items())
     service = (
         "[Unit]\n"
-        f"Description=msa scheduled re-ingestion for {store}\n\n"
+        f"Description=msa scheduled re-ingestion for {_sd_text(str(store))}\n\n"
         "[Service]\n"
         "Type=oneshot\n"
         f"{env}"
@@ -338,7 +363,7 @@ def systemd_units(store: Path, check_every: str = "15m") -> dict[str, str]:
     )
     timer = (
         "[Unit]\n"
-        f"Description=Run msa scheduled re-ingestion for {store} ({check_every} checks)\n\n"
+        f"Description=Run msa scheduled re-ingestion for {_sd_text(str(store))} ({check_every} checks)\n\n"
         "[Timer]\n"
         f"OnCalendar={calendar}\n"
         "Persistent=true\n"
@@ -352,10 +377,10 @@ def systemd_units(store: Path, check_every: str = "15m") -> dict[str, str]:
 def cron_line(store: Path, check_every: str = "15m") -> str:
     """One crontab line; `flock -n` drops a check while the previous one still runs."""
     _, when = _calendar(parse_duration(check_every))
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items())
-    cmd = " ".join(shlex.quote(a) for a in [*msa_command(), "schedule", "run", "--once", "--store", str(store)])
-    lock = shlex.quote(str(store / "cron.lock"))
-    log = shlex.quote(str(store / "schedule.log"))
+    env = " ".join(f"{k}={_cron_word(v)}" for k, v in _env().items())
+    cmd = " ".join(_cron_word(a) for a in [*msa_command(), "schedule", "run", "--once", "--store", str(store)])
+    lock = _cron_word(str(store / "cron.lock"))
+    log = _cron_word(str(store / "schedule.log"))
     return f"{when} {env + ' ' if env else ''}flock -n {lock} {cmd} >> {log} 2>&1"
 
 

@@ -3,7 +3,12 @@ success and after failures, the foreground loop, and the systemd and cron files 
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -199,3 +204,57 @@ def test_systemd_units_and_cron_line(tmp_path, monkeypatch):
         sched.systemd_units(store, "7m")
     written = sched.write_units(tmp_path / "units", units)
     assert [p.read_text() for p in written] == [service, timer]
+
+
+# A store path or model path with the characters each target reads specially (issue #21, item 7).
+_AWKWARD = "st %Q 50% $HOME 'q' \"d\" ;x"
+
+
+def _cron_command(line: str) -> str:
+    """What cron runs of a crontab line: the text after the five time fields, cut at the first
+    unescaped `%` (the rest would go to standard input), with `\\%` turned back into `%`."""
+    command = line.split(None, 5)[5]
+    cut = re.search(r"(?<!\\)%", command)
+    assert cut is None, f"unescaped % at {cut.start()}: {command!r}"
+    return command.replace("\\%", "%")
+
+
+def test_cron_line_survives_percent_quotes_and_dollars(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSA_MODEL", f"/models/{_AWKWARD}.gguf")
+    store = tmp_path / _AWKWARD
+    words = shlex.split(_cron_command(sched.cron_line(store, "15m")))
+    assert f"MSA_MODEL=/models/{_AWKWARD}.gguf" in words
+    assert words[words.index("--store") + 1] == str(store)
+    assert str(store / "cron.lock") in words and str(store / "schedule.log") in words
+
+
+@pytest.mark.parametrize("bad", ["/srv/a\nb", "/srv/a\rb", "/srv/a\x00b"])
+def test_control_characters_never_reach_a_unit_or_crontab(tmp_path, monkeypatch, bad):
+    store = Path(bad)
+    with pytest.raises(BadInput, match="control character"):
+        sched.cron_line(store, "15m")
+    with pytest.raises(BadInput, match="control character"):
+        sched.systemd_units(store, "15m")
+    if "\x00" in bad:
+        return  # no environment variable can hold a NUL
+    monkeypatch.setenv("MSA_MODEL", f"/m{bad}ExecStartPre=/bin/sh -c evil")
+    with pytest.raises(BadInput, match="control character"):
+        sched.systemd_units(tmp_path / "st", "15m")
+    with pytest.raises(BadInput, match="control character"):
+        sched.cron_line(tmp_path / "st", "15m")
+
+
+def test_systemd_units_with_awkward_paths_verify(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSA_MODEL", f"/models/{_AWKWARD}.gguf")
+    units = sched.systemd_units(tmp_path / _AWKWARD, "15m")
+    service = units["msa-schedule.service"]
+    assert "%Q" not in service.replace("%%", "")  # no specifier left to expand anywhere
+    for line in service.splitlines():
+        if line.startswith(("ExecStart=", "Environment=")):
+            assert "$HOME" not in line.replace("$$", "")  # nor a variable in a command or assignment
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed: the units' syntax is not checked by systemd here")
+    paths = sched.write_units(tmp_path / "units", units)
+    done = subprocess.run([tool, "verify", "--man=no", *map(str, paths)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
