@@ -11,12 +11,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
 from .base import Document, SourceError, compress_lines, line_range_label
+from .timestamps import FLOATING, FLOATING_NOYEAR, clock, iso, iso_len, localize, parse_value
 
 CSV_EXTS = {".csv", ".tsv"}
 JSONL_EXTS = {".jsonl", ".ndjson"}
@@ -31,7 +32,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Earlier names win: a file with both "timestamp" and "date" is keyed on "timestamp".
 _TS_NAMES = [
     "timestamp", "time", "ts", "datetime", "date_time", "event_time", "eventtime", "time_utc",
-    "timestamp_utc", "utc", "@timestamp", "recorded_at", "created_at", "logged_at", "date", "t",
+    "timestamp_utc", "utc", "@timestamp", "recorded_at", "created_at", "logged_at", "date_and_time", "timecreated",
+    "time_created", "date", "t",
 ]  # fmt: skip
 # A column with one of these names is the clock even when its values do not parse: then the
 # file is a log we fail on loudly, not a text file.
@@ -54,6 +56,7 @@ _MISSING = {"", "-", "na", "n/a", "nan", "null", "none"}
 _STATUS_NAME = re.compile(r"status|state|level|severity|event|alarm|alert")
 _NORMAL = {
     "ok", "normal", "nominal", "info", "notice", "good", "healthy", "debug", "trace", "pass", "passed", "false", "no",
+    "information", "informational", "log", "config", "fine", "finer", "finest",
 }  # fmt: skip
 # Order among the severe (and among the warning) values in a title: syslog's, most severe first.
 _RANK = {
@@ -77,9 +80,12 @@ def _norm(name: str) -> str:
 
 
 def parse_timestamp(value: object) -> tuple[datetime, bool] | None:
-    """(aware UTC datetime, naive?) for ISO-8601 text or epoch seconds/ms/µs/ns; None otherwise.
+    """(aware datetime, naive?) for ISO-8601 text, epoch seconds/ms/µs/ns, or the other forms of
+    timestamps.parse_value (3/14/2024 2:17:00 PM, ctime, CLF); None otherwise.
 
-    Epoch units are told apart by magnitude, which is unambiguous for dates 1973–2286.
+    A time with a zone is returned in UTC; one without (naive) in timestamps.FLOATING: a wall
+    clock of an unknown zone. Epoch units are told apart by magnitude, which is unambiguous for
+    dates 1973–2286.
     """
     if isinstance(value, bool) or value is None:
         return None
@@ -101,7 +107,8 @@ def parse_timestamp(value: object) -> tuple[datetime, bool] | None:
                     return None
         return None
     if not _ISO_START.match(s):
-        return None
+        t = parse_value(s)
+        return None if t is None else (t, t.tzinfo is FLOATING)
     s = s[:4] + "-" + s[5:7] + "-" + s[8:]  # 2024/03/14 -> 2024-03-14
     if s[-1] in "zZ":
         s = s[:-1] + "+00:00"
@@ -111,25 +118,17 @@ def parse_timestamp(value: object) -> tuple[datetime, bool] | None:
     except ValueError:
         return None
     if t.tzinfo is None:
-        return t.replace(tzinfo=timezone.utc), True
+        return t.replace(tzinfo=FLOATING), True
     return t.astimezone(timezone.utc), False
 
 
 def iso_z(t: datetime) -> str:
-    """2024-03-14T02:17:00Z (milli- or microseconds only when present)."""
-    t = t.astimezone(timezone.utc)
-    if t.microsecond == 0:
-        spec = "seconds"
-    elif t.microsecond % 1000 == 0:
-        spec = "milliseconds"
-    else:
-        spec = "microseconds"
-    return t.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    """2024-03-14T02:17:00Z (milli- or microseconds only when present); without the Z when the
+    source said no zone, without the year when it said none (see timestamps.iso)."""
+    return iso(t)
 
 
-def _iso_len(t: datetime) -> int:
-    """len(iso_z(t)) without formatting it."""
-    return 20 if t.microsecond == 0 else 24 if t.microsecond % 1000 == 0 else 27
+_iso_len = iso_len
 
 
 def _pick_columns(names: list[str], samples: list[list[object]]) -> tuple[int | None, int | None]:
@@ -182,12 +181,11 @@ class _Row:
     line_end: int
     raw: str
     fields: dict[str, str]  # the other columns, by name (JSON scalars as JSON text)
-    year_assumed: bool = False  # the clock had no year (RFC 3164 syslog): taken from the file's mtime
 
 
 @dataclass
 class _Layout:
-    fmt: str  # "csv" | "jsonl"
+    fmt: str  # "csv" | "jsonl" | "journald"
     ts: int | str
     sensor: int | str | None
     delimiter: str = ","
@@ -265,6 +263,9 @@ def _layout_jsonl(text: str) -> _Layout | None:
     if not objs:
         return None
     keys = list(dict.fromkeys(k for o in objs for k in o))
+    if "__REALTIME_TIMESTAMP" in keys and "MESSAGE" in keys:  # journalctl -o json
+        return _Layout(fmt="journald", ts="__REALTIME_TIMESTAMP", sensor="_HOSTNAME", ts_name="__REALTIME_TIMESTAMP",
+                       sensor_name="_HOSTNAME")
     ts, sensor = _pick_columns(keys, [[o.get(k) for k in keys] for o in objs])
     if ts is None:
         return None
@@ -276,6 +277,21 @@ def _layout_jsonl(text: str) -> _Layout | None:
         sensor_name=keys[sensor] if sensor is not None else None,
         long=_long_format(keys),
     )
+
+
+_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def _journald_fields(o: dict) -> dict[str, str]:
+    """A journal entry's severity (PRIORITY) and app (SYSLOG_IDENTIFIER, else _COMM); its dozens
+    of other fields (_PID, _UID, cursors) would only be noise in a summary."""
+    out = {}
+    p = str(o.get("PRIORITY", ""))
+    if p.isdigit() and int(p) < 8:
+        out["severity"] = _SEVERITIES[int(p)]
+    app = o.get("SYSLOG_IDENTIFIER") or o.get("_COMM")
+    out["app"] = app if isinstance(app, str) and app else "-"
+    return out
 
 
 def _long_format(names: list[str]) -> tuple[str, str] | None:
@@ -312,10 +328,21 @@ def sniff_log(path: Path, text: str) -> bool:
     return False
 
 
+_MAYBE_LOG_EXTS = {".txt", "", ".out", ".err"}
+_ROTATED = re.compile(r"\.[\d_-]+")  # messages.1, syslog.2005-12-04, app.log.20051204
+
+
 def maybe_text_log(path: Path, text: str) -> bool:
-    """Whether a .txt, extension-less or rotated ("messages.1") file is a syslog or logfmt log."""
+    """Whether a .txt, .out, .err, extension-less or rotated ("messages.1") file is a line log
+    (syslog, logfmt, or timestamped lines: see syslog.sniff_text_log); whether a .json file is
+    JSON lines with a clock (journalctl -o json)."""
     ext = path.suffix.lower()
-    if ext not in (".txt", "") and not ext[1:].isdigit():
+    if ext == ".json":
+        try:
+            return json_lines(text) and _layout_jsonl(text) is not None
+        except (ValueError, RecursionError):
+            return False
+    if ext not in _MAYBE_LOG_EXTS and not _ROTATED.fullmatch(ext):
         return False
     from .syslog import sniff_text_log
 
@@ -375,10 +402,13 @@ def _rows(text: str, layout: _Layout) -> tuple[list[_Row], int, int]:
             if layout.sensor is not None:
                 v = o.get(layout.sensor)
                 sensor = "" if v is None else str(v).strip()
-            values = {}
-            for k, v in o.items():
-                if k != layout.ts and k != layout.sensor and (sv := _scalar(v)) is not None:
-                    values[k] = sv
+            if layout.fmt == "journald":
+                values = _journald_fields(o)
+            else:
+                values = {}
+                for k, v in o.items():
+                    if k != layout.ts and k != layout.sensor and (sv := _scalar(v)) is not None:
+                        values[k] = sv
             rows.append(_Row(parsed[0], parsed[1], sensor, i, i, ln, values))
     return rows, skipped, first_bad
 
@@ -390,7 +420,7 @@ def _header_line(sensor: str | None, t0: datetime, t1: datetime, word: str = "se
 
 def _clock(t: datetime) -> str:
     """02:17:00Z: the time of day, enough within a window of one clock hour."""
-    return iso_z(t)[11:]
+    return clock(t)
 
 
 class _Stat:
@@ -602,25 +632,53 @@ def _summarise(rows: list[_Row], s: _Summary) -> _Summary:
     return s
 
 
+def _time_notes(rows: list[_Row], extra: dict | None) -> dict:
+    """What a window's times leave unsaid, and how they were read: {"format", "tz", "year", ...}."""
+    out = {k: v for k, v in (extra or {}).items() if k not in ("tz", "year_from")}
+    floating = noyear = named = False
+    for r in rows:
+        tz = r.t.tzinfo
+        if tz is FLOATING:
+            floating = True
+        elif tz is FLOATING_NOYEAR:
+            noyear = True
+        elif r.naive:
+            named = True
+    if floating or noyear:
+        out["tz"] = "unknown"
+    elif named and extra and "tz" in extra:
+        out["tz"] = extra["tz"]  # --timezone placed the wall clock in this zone
+    if noyear:
+        out["year"] = "unknown"
+    elif extra and "year_from" in extra:
+        out["year_from"] = extra["year_from"]
+    return out
+
+
 def _render(sensor: str | None, rows: list[_Row], summary: _Summary, prefix: str, max_chars: int, word: str) -> str:
     head = [_header_line(sensor, rows[0].t, rows[-1].t, word), *summary.lines(max_chars // 3)]
     return "\n".join(head) + "\n" + prefix + "\n".join(r.raw for r in rows)
 
 
-def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[str] | None) -> list[Document]:
-    """Rows grouped per sensor into clock-hour windows (split further to fit max_chars), in UTC.
+def parse_log(
+    path: Path, rel: str, text: str, max_chars: int, warnings: list[str] | None, tz: tzinfo | None = None
+) -> list[Document]:
+    """Rows grouped per sensor into clock-hour windows (split further to fit max_chars).
 
     Each window's text is a header line (sensor, first and last time), a short summary of its
     rows (see _Summary), the CSV header and the rows verbatim. Windows are aligned to whole hours
     so that appending rows to a log changes only the last window of each sensor, and
-    re-ingestion can keep the rest. Other extensions (.log, .syslog, .txt...) are syslog or
-    logfmt, read by syslog.parse_text_log.
+    re-ingestion can keep the rest. Other extensions (.log, .syslog, .txt...) are line logs
+    (syslog, logfmt, or lines that start with a timestamp), read by syslog.parse_text_log.
+    Times with a zone are shown in UTC; times without one as written, unless `tz` (--timezone)
+    names their zone. journald's JSON export (journalctl -o json) is windowed per host, its
+    PRIORITY read as a syslog severity.
     """
     ext = path.suffix.lower()
-    if ext not in CSV_EXTS and ext not in JSONL_EXTS:
+    if ext not in CSV_EXTS and ext not in JSONL_EXTS and not (ext == ".json" and json_lines(text)):
         from .syslog import parse_text_log
 
-        return parse_text_log(path, rel, text, max_chars, warnings)
+        return parse_text_log(path, rel, text, max_chars, warnings, tz=tz)
     try:
         layout = _layout_csv(path, text) if ext in CSV_EXTS else _layout_jsonl(text)
     except csv.Error as e:
@@ -632,9 +690,27 @@ def parse_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[st
         raise SourceError(rel, f"no row has a parseable timestamp in '{layout.ts_name}'")
     if skipped and warnings is not None:
         warnings.append(f"{rel}: skipped {skipped} malformed row(s), first at line {first_bad}")
-
+    extra: dict = {"format": layout.fmt}
+    if tz is not None:
+        for r in rows:
+            r.t = localize(r.t, tz)
+        extra["tz"] = str(tz)
+    if layout.fmt == "journald":
+        return window_documents(rel, rows, max_chars=max_chars, word="host", source_field="host", tally=("app",),
+                                extra=extra)
     prefix = layout.header_raw + "\n" if layout.fmt == "csv" else ""
-    return window_documents(rel, rows, max_chars=max_chars, prefix=prefix, long=layout.long)
+    return window_documents(rel, rows, max_chars=max_chars, prefix=prefix, long=layout.long, extra=extra)
+
+
+def json_lines(text: str) -> bool:
+    """Whether a .json file is JSON lines (one object per line, journalctl -o json), not one document."""
+    lines = [ln for ln in text.split("\n", 8)[:8] if ln.strip()]
+    if len(lines) < 2 or not all(ln.lstrip().startswith("{") and ln.rstrip().endswith("}") for ln in lines[:-1]):
+        return False
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except ValueError:
+        return False
 
 
 def window_documents(
@@ -647,6 +723,7 @@ def window_documents(
     word: str = "sensor",
     source_field: str | None = None,
     tally: tuple[str, ...] = (),
+    extra: dict | None = None,
 ) -> list[Document]:
     """Rows grouped per source (row.sensor) into clock-hour windows, split further to fit max_chars.
 
@@ -655,7 +732,9 @@ def window_documents(
     time order. Windows are aligned to whole hours and filled greedily in time order, so appending
     rows to a log changes only the last window of each source (and adds new ones).
     anchor_data names the source as "sensor" or, given source_field, as "source" and
-    "source_field".
+    "source_field"; says what the times do not ("tz": "unknown" for wall-clock times of no stated
+    zone, "year": "unknown" when not even the year is known; see _time_notes); and holds `extra`
+    (the format, where a year was inferred from, the zone --timezone named).
     """
     by_sensor: dict[str | None, list[_Row]] = {}
     for r in rows:
@@ -709,10 +788,7 @@ def window_documents(
                 data["sensor"] = sensor
             else:
                 data.update(source=sensor, source_field=source_field)
-        if any(r.naive for r in wrows):
-            data["tz_assumed"] = "UTC"
-        if any(r.year_assumed for r in wrows):
-            data["year_assumed"] = t0.year
+        data.update(_time_notes(wrows, extra))
         data.update(summary.data(wrows))
         if len(text_out) > max_chars:  # one row longer than the whole budget
             text_out = text_out[: max_chars - 1] + "…"

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import tzinfo
 from pathlib import Path
 
 from .base import KINDS, Document, SourceError, decode, read_bytes
 from .code import CODE_EXTS, parse_code
 from .contracts import MARKDOWN_EXTS, parse_docx, parse_pdf, parse_text
 from .html import HTML_EXTS, html_kind, parse_html
-from .logs import LOG_EXTS, maybe_text_log, parse_log, sniff_log
+from .logs import LOG_EXTS, json_lines, maybe_text_log, parse_log, sniff_log
 from .structure import looks_like_contract
 from .syslog import sniff_text_log
+from .timestamps import zone
 from .walker import MAX_BYTES, walk_tree
 
 PROSE_EXTS = MARKDOWN_EXTS | {".txt", ".text", ".rst", ".adoc"}
@@ -109,7 +111,13 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def parse_file(
-    path: Path, root: Path, *, max_chars: int = 2400, warnings: list[str] | None = None, kind: str | None = None
+    path: Path,
+    root: Path,
+    *,
+    max_chars: int = 2400,
+    warnings: list[str] | None = None,
+    kind: str | None = None,
+    timezone: str | None = None,
 ) -> list[Document]:
     """Documents for one file, each text at most max_chars and never empty.
 
@@ -121,11 +129,16 @@ def parse_file(
     ``kind`` ("contract" | "code" | "log" | "text") forces the parser family instead of detecting
     it (``msa ingest --kind``): a .txt read as a log, a .conf as code. SourceError when the forced
     parser cannot read the file (a PDF as code, a text without timestamps as a log).
+
+    ``timezone`` (``msa ingest --timezone``: an IANA name or an offset) is the zone of log times
+    written without one; without it they stay wall-clock times of an unknown zone. ValueError for
+    an unknown zone.
     """
     if max_chars < 64:
         raise ValueError(f"max_chars must be at least 64, got {max_chars}")
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    tz = zone(timezone) if timezone else None
     path, root = Path(path), Path(root)
     rel = _relative(path, root)
     if not path.is_file():
@@ -135,7 +148,7 @@ def parse_file(
     except OSError as e:
         raise SourceError(rel, f"cannot read: {e.strerror or e}") from None
     if kind is not None:
-        return _parse_as(kind, path, rel, max_chars, warnings)
+        return _parse_as(kind, path, rel, max_chars, warnings, tz)
     kind = detect_kind(path)
     if kind is None:
         raise SourceError(rel, "not ingestible: binary or unknown file type")
@@ -148,7 +161,7 @@ def parse_file(
     if not text.strip():
         return []
     if kind == "log":
-        return parse_log(path, rel, text, max_chars, warnings)
+        return parse_log(path, rel, text, max_chars, warnings, tz)
     if ext in HTML_EXTS:
         return parse_html(path, rel, kind, text, max_chars)
     if kind == "code":
@@ -157,7 +170,9 @@ def parse_file(
     return parse_text(path, rel, kind, text, max_chars, structured=ext not in PLAIN_EXTS)
 
 
-def _parse_as(kind: str, path: Path, rel: str, max_chars: int, warnings: list[str] | None) -> list[Document]:
+def _parse_as(
+    kind: str, path: Path, rel: str, max_chars: int, warnings: list[str] | None, tz: tzinfo | None = None
+) -> list[Document]:
     """parse_file with the parser family forced."""
     ext = path.suffix.lower()
     if ext in (".pdf", ".docx"):
@@ -169,10 +184,10 @@ def _parse_as(kind: str, path: Path, rel: str, max_chars: int, warnings: list[st
     if not text.strip():
         return []
     if kind == "log":
-        if ext not in LOG_EXTS and not sniff_text_log(text):  # the log reader picks CSV or JSON lines by extension
+        if ext not in LOG_EXTS and not sniff_text_log(text) and not (ext == ".json" and json_lines(text)):  # the log reader picks CSV or JSON lines by extension
             first = next((ln for ln in text.split("\n", 50) if ln.strip()), "")
             path = path.with_suffix(".jsonl" if first.lstrip().startswith("{") else ".csv")
-        return parse_log(path, rel, text, max_chars, warnings)
+        return parse_log(path, rel, text, max_chars, warnings, tz)
     if kind == "code":
         return parse_code(path, rel, text, max_chars, warnings)
     if ext in HTML_EXTS:

@@ -7,17 +7,20 @@ hour, in UTC, built and summarised by logs.window_documents.
 
 from __future__ import annotations
 
-import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, tzinfo
 from pathlib import Path
 
 from .base import Document, SourceError
 from .logs import _Row, _norm, _pick_columns, parse_timestamp, window_documents
+from .timestamps import BY_NAME, FLOATING, FLOATING_NOYEAR, JUL_LEVEL, build, infer_years, level_after, localize, sniff_line_format, text_dates
 
 SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _SNIFF_LINES = 20
+_MAX_SNIFF_SPAN = timedelta(days=400)
+# "GET /x HTTP/1.1" 200: an access log's method and status, after its [time]
+_CLF_REQUEST = re.compile(r'\s"(?:([A-Z]+) [^"]*|[^"]*)" (\d{3})\b')
 
 # <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]
 _SD = r'(?:-|(?:\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\])+)'
@@ -44,27 +47,11 @@ _LOGFMT_SOURCES = ["app", "service", "component", "program", "logger", "module"]
 
 
 class _Syslog:
-    """Parses syslog lines; RFC 3164's missing year is taken from the file's mtime."""
-
-    def __init__(self, mtime: datetime):
-        self.mtime = mtime
-
-    def _year(self, month: int, day: int, h: int, m: int, s: int) -> datetime | None:
-        """The latest date with this month and day not after the file's mtime (plus a day's
-        slack for clock skew and time zones): a December line in a file written in January is
-        from last year."""
-        bound = self.mtime + timedelta(days=1)
-        for year in range(self.mtime.year, self.mtime.year - 8, -1):  # Feb 29 waits for a leap year
-            try:
-                t = datetime(year, month, day, h, m, s, tzinfo=timezone.utc)
-            except ValueError:
-                continue
-            if t <= bound:
-                return t
-        return None
+    """Parses syslog lines. RFC 3164 gives neither year nor zone: its events carry "md" (month,
+    day, h, m, s, µs) and their times are made once the file's years are known (_place_years)."""
 
     def parse(self, line: str) -> dict | None:
-        """{t, naive, year_assumed, host, app, severity?} or None when the line is not syslog."""
+        """{t, naive, host, app, severity?} ({md, ...} for RFC 3164) or None when the line is not syslog."""
         if line.startswith("<"):
             if m := _RFC5424.match(line):
                 pri, ts, host, app = m.group(1), m.group(3), m.group(4), m.group(5)
@@ -75,7 +62,7 @@ class _Syslog:
                 if parsed is None:
                     out["bad"] = True  # an event, but no time we can place it at
                     return out
-                out.update(t=parsed[0], naive=parsed[1], year_assumed=False)
+                out.update(t=parsed[0], naive=parsed[1])
                 return out
         if m := _RFC3164.match(line):
             pri, mon, day, h, mi, s, frac, rest = m.groups()
@@ -83,13 +70,11 @@ class _Syslog:
                 return None
             host, app = _host_and_tag(rest, strict=False)
             out = _event(pri, host, app)
-            t = self._year(_MONTHS[mon.lower()], int(day), int(h), int(mi), int(s))
-            if t is None:
+            md = (_MONTHS[mon.lower()], int(day), int(h), int(mi), int(s), int((frac[1:] + "000000")[:6]) if frac else 0)
+            if build(None, *md, None) is None:  # Feb 30, 25:00
                 out["bad"] = True
                 return out
-            if frac:
-                t = t.replace(microsecond=int((frac[1:] + "000000")[:6]))
-            out.update(t=t, naive=True, year_assumed=True)
+            out.update(t=None, naive=True, md=md)
             return out
         if m := _RFC3339.match(line):
             pri, ts, rest = m.groups()
@@ -102,7 +87,7 @@ class _Syslog:
             if parsed is None:
                 return None
             out = _event(pri, host, app)
-            out.update(t=parsed[0], naive=parsed[1], year_assumed=False)
+            out.update(t=parsed[0], naive=parsed[1])
             return out
         return None
 
@@ -192,53 +177,60 @@ def _enough(ok: list[bool]) -> bool:
 
 
 def sniff_text_log(text: str) -> str | None:
-    """"syslog" | "logfmt" when enough of the first 20 non-empty lines are in that format (logfmt:
-    with a timestamp field that parses), else None."""
+    """"syslog" | "logfmt" | the name of a timestamps.LINE_FORMATS format ("iso8601", "ctime",
+    "clf", "yymmdd", "epoch", "jul") when enough of the first 20 non-empty lines are in that
+    format (logfmt: with a timestamp field that parses), else None. The format is learned per
+    file, from these lines, and then read on every line."""
     lines = _first_lines(text)
     if not lines:
         return None
-    sy = _Syslog(datetime.now(timezone.utc))
+    sy = _Syslog()
     if _enough([sy.parse(ln) is not None for ln in lines]):
         return "syslog"
     pairs = [logfmt_pairs(ln) for ln in lines]
     found = [p for p in pairs if p is not None]
     layout = _logfmt_layout(found) if found else None
-    if layout is None:
-        return None
-    if _enough([p is not None and parse_timestamp(p.get(layout[0])) is not None for p in pairs]):
+    if layout is not None and _enough([p is not None and parse_timestamp(p.get(layout[0])) is not None for p in pairs]):
         return "logfmt"
-    return None
+    f = sniff_line_format(lines, _enough)
+    if f is None:
+        return None
+    times = [r[0] for ln in lines if (r := f.parse(ln)) is not None]
+    if max(times) - min(times) > _MAX_SNIFF_SPAN:
+        return None  # first lines years apart: numbers that only look like clocks (ids, phone numbers)
+    return f.name
 
 
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def _mtime(path: Path) -> datetime:
-    try:
-        return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
-    except OSError:
-        return datetime.now(timezone.utc)
-
-
-def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: list[str] | None) -> list[Document]:
-    """Windows of a syslog or logfmt file (see the module docstring and logs.window_documents).
+def parse_text_log(
+    path: Path, rel: str, text: str, max_chars: int, warnings: list[str] | None, tz: tzinfo | None = None
+) -> list[Document]:
+    """Windows of a line log (see the module docstring and logs.window_documents).
 
     Syslog: source = host, severity from PRI (a line without PRI has none), the app counted in
-    the summary; RFC 3164 times have no year or zone: the year is the latest one that does not
-    put the line after the file's mtime, the zone UTC, and anchor_data says so (year_assumed,
-    tz_assumed). logfmt: source = its sensor/device/host/app field, every other field summarised
-    as a CSV column is (level as a status, numbers as metrics).
+    the summary. RFC 3164 times have no year and no zone: the year comes from the nearest dated
+    context (a dated line or header in the file, else the file's path: timestamps.infer_years)
+    and is otherwise unknown (anchor_data "year": "unknown", times shown as --MM-DDThh:mm:ss);
+    never from the file's mtime. logfmt: source = its sensor/device/host/app field, every other
+    field summarised as a CSV column is (level as a status, numbers as metrics). Other
+    timestamped lines: one source, the level (INFO, [error]) as a status; access logs' method
+    and status counted. A time without a zone stays a wall-clock time of an unknown zone
+    (anchor_data "tz": "unknown") unless `tz` (--timezone) names it. anchor_data["format"] says
+    which format was read.
     """
     fmt = sniff_text_log(text)
     if fmt is None:
         if path.suffix.lower() != ".syslog":
-            raise SourceError(rel, "not a syslog or logfmt log: its first lines have no timestamped events")
+            raise SourceError(rel, "not a recognised log: its first lines have no timestamped events")
         fmt = "syslog"
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
 
-    sy = _Syslog(_mtime(path))
+    sy = _Syslog()
+    lf = BY_NAME.get(fmt)
     ts_key = src_key = None
     if fmt == "logfmt":
         sample = [p for ln in _first_lines(text, 50) if (p := logfmt_pairs(ln)) is not None]
@@ -247,6 +239,7 @@ def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: li
             raise SourceError(rel, "logfmt without a timestamp field")
 
     rows: list[_Row] = []
+    yearless: list[tuple[_Row, tuple]] = []  # RFC 3164 rows and their (month, day, h, m, s, µs)
     skipped = first_bad = 0
     kept = first_kept = 0
     cur: _Row | None = None  # the row continuation lines join
@@ -261,7 +254,18 @@ def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: li
         if not ln.strip():
             continue
         row: _Row | None = None
-        if fmt == "syslog":
+        if lf is not None:
+            parsed = lf.parse(ln)
+            if parsed is not None:
+                t, end = parsed
+                fields = {}
+                if fmt == "clf":
+                    if m := _CLF_REQUEST.search(ln, end):
+                        fields = {"method": m.group(1) or "-", "status": m.group(2)}
+                elif (level := level_after(ln, end)) is not None:
+                    fields = {"level": level}
+                row = _Row(t, t.tzinfo is FLOATING, None, no, no, "", fields)
+        elif fmt == "syslog":
             ev = sy.parse(ln)
             if ev is not None and ev.get("bad"):
                 bad(no)
@@ -270,7 +274,9 @@ def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: li
                 fields = {"app": ev["app"] or "-"}
                 if "severity" in ev:
                     fields = {"severity": ev["severity"], **fields}
-                row = _Row(ev["t"], ev["naive"], ev["host"], no, no, "", fields, ev["year_assumed"])
+                row = _Row(ev["t"], ev["naive"], ev["host"], no, no, "", fields)
+                if ev["t"] is None:
+                    yearless.append((row, ev["md"]))
         elif (pairs := logfmt_pairs(ln)) is not None:
             parsed = parse_timestamp(pairs.get(ts_key))
             if parsed is None:
@@ -286,11 +292,24 @@ def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: li
             bad(no)
         else:  # a continuation: stack trace, wrapped message
             cur.line_end = no
+            if fmt == "jul" and cur.line_end == cur.line_start + 1 and (m := JUL_LEVEL.match(ln)):
+                cur.fields = {"level": m.group(1)}  # the event's own second line, not a stray one
+                continue
             kept += 1
             first_kept = first_kept or no
 
+    extra: dict = {"format": "rfc3164" if fmt == "syslog" and yearless and len(yearless) == len(rows) else fmt}
+    if yearless:
+        year_from = _place_years(yearless, lines, rel)
+        if year_from is not None:
+            extra["year_from"] = year_from
+        rows = [r for r in rows if r.t is not None]
     if not rows:
         raise SourceError(rel, f"no {fmt} line with a parseable timestamp")
+    if tz is not None:
+        for r in rows:
+            r.t = localize(r.t, tz)
+        extra["tz"] = str(tz)
     for r in rows:
         r.raw = "\n".join(lines[r.line_start - 1 : r.line_end])
     if warnings is not None:
@@ -299,6 +318,29 @@ def parse_text_log(path: Path, rel: str, text: str, max_chars: int, warnings: li
         if kept:
             warnings.append(f"{rel}: {kept} line(s) not in {fmt} format kept with the event above, first at line {first_kept}")
     if fmt == "syslog":
-        return window_documents(rel, rows, max_chars=max_chars, word="host", source_field="host", tally=("app",))
+        return window_documents(rel, rows, max_chars=max_chars, word="host", source_field="host", tally=("app",),
+                                extra=extra)
+    if lf is not None:
+        tally = ("method", "status") if fmt == "clf" else ()
+        return window_documents(rel, rows, max_chars=max_chars, tally=tally, extra=extra)
     word = src_key or "sensor"
-    return window_documents(rel, rows, max_chars=max_chars, word=word, source_field=src_key)
+    return window_documents(rel, rows, max_chars=max_chars, word=word, source_field=src_key, extra=extra)
+
+
+def _place_years(yearless: list[tuple[_Row, tuple]], lines: list[str], rel: str) -> str | None:
+    """Give RFC 3164 rows their times: the year from the nearest dated context, else unknown
+    (a surrogate year that keeps their order, shown as --MM-DD). Returns where the year came from."""
+    events = [(r.line_start, md[0], md[1]) for r, md in yearless]
+    context = [(no, d) for no, ln in enumerate(lines, 1) for d in text_dates(ln)]
+    years, source = infer_years(events, context, rel)
+    if years is None:
+        from .timestamps import SURROGATE_YEAR, relative_years
+
+        years, known = [SURROGATE_YEAR + k for k in relative_years(events)], False
+    else:
+        known = True
+    for (r, md), y in zip(yearless, years):
+        r.t = build(y, *md, None)
+        if r.t is not None and not known:
+            r.t = r.t.replace(tzinfo=FLOATING_NOYEAR)
+    return source if known else None

@@ -160,7 +160,11 @@ def test_epoch_milliseconds_and_naive_timestamps(tmp_path):
 
     (tmp_path / "naive.csv").write_text("datetime,host,v\n2024-03-14 02:17:00,h1,1\n")
     [d] = parse_file(tmp_path / "naive.csv", tmp_path)
-    assert d.anchor_data["tz_assumed"] == "UTC" and d.anchor_data["t_start"] == "2024-03-14T02:17:00Z"
+    # No zone written: a wall-clock time of an unknown zone, shown as written (no Z).
+    assert d.anchor_data["tz"] == "unknown" and d.anchor_data["t_start"] == "2024-03-14T02:17:00"
+    assert d.anchor.startswith("2024-03-14T02:17:00 – 2024-03-14T02:17:00,")
+    [d] = parse_file(tmp_path / "naive.csv", tmp_path, timezone="Europe/Berlin")  # --timezone
+    assert d.anchor_data["tz"] == "Europe/Berlin" and d.anchor_data["t_start"] == "2024-03-14T02:17:00+01:00"
 
 
 def test_malformed_rows_are_skipped_and_counted(tmp_path):

@@ -42,21 +42,23 @@ def test_rfc3164_with_pri_windows_per_host_and_hour(tmp_path):
     docs = parse_file(p, tmp_path)
     assert all(d.kind == "log" and d.path == "auth.log" for d in docs)
     spans = [(d.anchor_data["source"], d.anchor_data["t_start"], d.anchor_data["t_end"]) for d in docs]
+    # No year and no zone in the lines, none in the file or its name: both stay unknown (the
+    # file's mtime says when it was last written, not when its lines were).
     assert spans == [  # sorted by event time, then source
-        ("mymachine", "2003-10-11T22:14:15Z", "2003-10-11T22:41:00Z"),
-        ("otherhost", "2003-10-11T22:15:00Z", "2003-10-11T22:15:00Z"),
-        ("mymachine", "2003-10-11T23:02:00Z", "2003-10-11T23:02:00Z"),
+        ("mymachine", "--10-11T22:14:15", "--10-11T22:41:00"),
+        ("otherhost", "--10-11T22:15:00", "--10-11T22:15:00"),
+        ("mymachine", "--10-11T23:02:00", "--10-11T23:02:00"),
     ]
     d = docs[0]
     a = d.anchor_data
-    assert a["source_field"] == "host" and a["tz_assumed"] == "UTC" and a["year_assumed"] == 2003
-    assert d.anchor == "2003-10-11T22:14:15Z – 2003-10-11T22:41:00Z, lines 1-4"
+    assert a["source_field"] == "host" and a["tz"] == "unknown" and a["year"] == "unknown" and a["format"] == "rfc3164"
+    assert d.anchor == "--10-11T22:14:15 – --10-11T22:41:00, lines 1-4"
     assert (a["line_start"], a["line_end"], a["rows"]) == (1, 4, 4)
     assert d.title == "mymachine crit err warning"  # most severe first
     lines = RFC3164.split("\n")
     assert d.text.split("\n") == [
-        "host mymachine, 2003-10-11T22:14:15Z – 2003-10-11T22:41:00Z",
-        "severity: 1 info, 1 crit (22:14:15Z), 1 warning (22:20:01Z), 1 err (22:41:00Z)",
+        "host mymachine, --10-11T22:14:15 – --10-11T22:41:00",
+        "severity: 1 info, 1 crit (22:14:15), 1 warning (22:20:01), 1 err (22:41:00)",
         "app: 1 su, 1 sshd, 1 CRON, 1 kernel",
         *lines[:4],
     ]
@@ -66,17 +68,44 @@ def test_rfc3164_with_pri_windows_per_host_and_hour(tmp_path):
     json.dumps([x.anchor_data for x in docs])
 
 
-def test_rfc3164_year_from_mtime_rolls_back_over_new_year(tmp_path):
+def test_rfc3164_year_from_the_file_name_rolls_over_new_year_and_mtime_is_ignored(tmp_path):
     src = "Dec 31 23:59:58 gw ntpd[1]: step\nJan  1 00:00:02 gw ntpd[1]: stepped\n"
-    p = _write(tmp_path / "syslog", src, datetime(2025, 1, 2, 8, tzinfo=timezone.utc))
+    (tmp_path / "2024").mkdir()
+    p = _write(tmp_path / "2024" / "syslog-20250102", src, datetime(2031, 6, 1, tzinfo=timezone.utc))
     assert detect_kind(p) == "log"  # no extension: by content
     docs = parse_file(p, tmp_path)
-    assert [(d.anchor_data["t_start"], d.anchor_data["year_assumed"]) for d in docs] == [
-        ("2024-12-31T23:59:58Z", 2024),
-        ("2025-01-01T00:00:02Z", 2025),
+    # Rotated on 2025-01-02: its last line (Jan 1) is of 2025, the line before the new year of 2024.
+    assert [(d.anchor_data["t_start"], d.anchor_data["year_from"]) for d in docs] == [
+        ("2024-12-31T23:59:58", "file name"),
+        ("2025-01-01T00:00:02", "file name"),
     ]
+    assert all(d.anchor_data["tz"] == "unknown" and "year" not in d.anchor_data for d in docs)
     assert all("severity" not in d.anchor_data.get("counts", {}) for d in docs)  # no PRI: no severity
     assert docs[0].text.split("\n")[1] == "app: 1 ntpd"
+
+    p = _write(tmp_path / "syslog", src, datetime(2031, 6, 1, tzinfo=timezone.utc))  # no date in the path
+    assert [d.anchor_data["t_start"] for d in parse_file(p, tmp_path)] == ["--12-31T23:59:58", "--01-01T00:00:02"]
+
+
+def test_rfc3164_year_from_a_dated_line_and_timezone(tmp_path):
+    src = (
+        "# rotated by logrotate on 2019-03-15\n"
+        "Mar 14 23:59:00 gw app: one\n"
+        "Mar 15 00:10:00 gw app: two\n"
+        "Mar 15 00:20:00 gw app: three\n"
+    )
+    p = _write(tmp_path / "gw.log", src)
+    docs = parse_file(p, tmp_path)
+    assert [d.anchor_data["t_start"] for d in docs] == ["2019-03-14T23:59:00", "2019-03-15T00:10:00"]
+    assert docs[0].anchor_data["year_from"] == "dated line 1" and docs[1].anchor_data["t_end"] == "2019-03-15T00:20:00"
+    # --timezone says the zone: the wall clock is kept, with the zone's offset (UTC -> Z).
+    docs = parse_file(p, tmp_path, timezone="America/New_York")
+    assert [d.anchor_data["t_start"] for d in docs] == ["2019-03-14T23:59:00-04:00", "2019-03-15T00:10:00-04:00"]
+    assert docs[0].anchor_data["tz"] == "America/New_York"
+    docs = parse_file(p, tmp_path, timezone="UTC")
+    assert docs[0].anchor_data["t_start"] == "2019-03-14T23:59:00Z"
+    with pytest.raises(ValueError, match="unknown time zone"):
+        parse_file(p, tmp_path, timezone="Mars/Olympus")
 
 
 def test_var_log_syslog_style_continuations_and_banner(tmp_path):
@@ -152,7 +181,7 @@ def test_logfmt_tokens_and_detection_rules(tmp_path):
     assert logfmt_pairs("just some words") is None and logfmt_pairs("a=1") is None
     assert sniff_text_log("This Agreement is made between the Parties.\nkey=value other=thing\n") is None
     assert sniff_text_log("time=2024-01-01T00:00:00Z app=api level=info\n") == "logfmt"
-    assert sniff_text_log("2024-03-14T02:17:00Z INFO starting server\n") is None  # not syslog: no host/tag
+    assert sniff_text_log("2024-03-14T02:17:00Z INFO starting server\n") == "iso8601"  # not syslog: no host/tag
     assert sniff_text_log("2024-03-14T02:17:00.5+01:00 web-1 nginx[12]: GET /\n") == "syslog"
     (tmp_path / "nda.txt").write_text("This Agreement between the Parties (hereinafter 'Discloser') shall terminate; governing law.")
     assert detect_kind(tmp_path / "nda.txt") == "contract"
