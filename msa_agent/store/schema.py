@@ -242,7 +242,9 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_lexical, _m3_
 
 
 def migrate(conn: Connection) -> int:
-    """Apply the migrations not yet applied; returns the schema version reached."""
+    """Apply the migrations not yet applied; returns the schema version reached. Call it inside one
+    transaction (`migrate_atomically`): SQLite's DDL is transactional, so a store is either not
+    made or made whole."""
     conn.execute(text(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
     ))
@@ -251,9 +253,43 @@ def migrate(conn: Connection) -> int:
         from msa_agent.errors import StoreCorrupt
 
         raise StoreCorrupt(f"store schema version {max(done)} is newer than this msa ({len(MIGRATIONS)})")
+    if 1 not in done:
+        _clear_half_made(conn)
     for version, step in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
         step(conn)
         conn.execute(text("INSERT INTO schema_migrations VALUES (:v, :t)"), {"v": version, "t": utcnow()})
     return len(MIGRATIONS)
+
+
+def _clear_half_made(conn: Connection) -> None:
+    """Tables left by a first migration that an older msa committed statement by statement and
+    that was killed part-way: empty by construction (nothing is written before the schema is
+    whole), so they are dropped and the migration runs again. Any row in them means the store is
+    not half-made but damaged, and it is not touched."""
+    names = [r[0] for r in conn.execute(text(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' "
+        "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'doc_fts_%'"))]
+    for name in names:
+        if conn.execute(text(f'SELECT 1 FROM "{name}" LIMIT 1')).first() is not None:
+            from msa_agent.errors import StoreCorrupt
+
+            raise StoreCorrupt(f"store has table {name!r} with rows but no recorded schema version")
+    for name in names:
+        conn.execute(text(f'DROP TABLE "{name}"'))
+
+
+def migrate_atomically(engine) -> int:  # noqa: ANN001 - sqlalchemy Engine
+    """`migrate` in one explicit transaction that takes SQLite's write lock first (BEGIN
+    IMMEDIATE): pysqlite would otherwise commit each CREATE on its own, and two first opens of a new
+    store would race. A second opener waits on the lock (busy_timeout), then finds the work done."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            version = migrate(conn)
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+    return version

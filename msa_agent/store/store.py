@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, StoreNotFound
 
 from .schema import (
-    FORMAT_VERSION, DocumentRow, IngestRunRow, JobRow, ManifestRow, SegmentRow, SourceRow, migrate, utcnow,
+    FORMAT_VERSION, DocumentRow, IngestRunRow, JobRow, ManifestRow, SegmentRow, SourceRow, migrate_atomically, utcnow,
 )
 from .segments import Segment, SegmentFiles, fault_point, verify_segment, write_segment
 
@@ -137,8 +137,7 @@ class Store:
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
-        with engine.begin() as conn:
-            migrate(conn)
+        migrate_atomically(engine)
         store = cls(path, engine)
         store.segments_dir.mkdir(mode=0o700, exist_ok=True)
         return store

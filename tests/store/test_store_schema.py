@@ -258,3 +258,81 @@ def test_a_killed_writer_leaves_no_stale_lock(store):
         holder.wait(timeout=30)
     with store.write_lock():
         pass
+
+
+# ---- store creation is atomic (issue #21, item 3) ----------------------------------------------
+
+
+def test_a_migration_that_fails_part_way_leaves_no_half_made_store(tmp_path, monkeypatch):
+    """The first migration creates several tables; a failure after some of them must leave none
+    (before: each CREATE committed on its own, and the store could never be opened again)."""
+    import msa_agent.store.schema as schema
+
+    def broken(conn):
+        schema._run(conn, schema._V1[:3])
+        raise KeyboardInterrupt("killed after three tables")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [broken, *schema.MIGRATIONS[1:]])
+    with pytest.raises(KeyboardInterrupt):
+        Store.open(tmp_path / "s", create=True)
+    assert _tables(tmp_path / "s" / "msa.db") <= {"schema_migrations"}
+    monkeypatch.undo()
+    Store.open(tmp_path / "s").close()
+    assert TABLES <= _tables(tmp_path / "s" / "msa.db")
+    assert [v for v, _ in _versions(tmp_path / "s" / "msa.db")] == list(range(1, N + 1))
+
+
+def test_sigkill_during_creation_never_leaves_an_unopenable_store(tmp_path):
+    """A process killed while it creates the schema: the next open finishes the store."""
+    code = textwrap.dedent(f"""
+        import os, signal
+        import msa_agent.store.schema as schema
+        first = schema.MIGRATIONS[0]
+        def dying(conn):
+            schema._run(conn, schema._V1[:2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        schema.MIGRATIONS[0] = dying
+        from msa_agent.store import Store
+        Store.open({str(tmp_path / 's')!r}, create=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    Store.open(tmp_path / "s").close()
+    assert TABLES <= _tables(tmp_path / "s" / "msa.db")
+
+
+def test_a_half_made_store_of_an_older_msa_is_finished(tmp_path):
+    """Tables an older msa committed one by one before it was killed, no version recorded."""
+    from msa_agent.store.schema import _V1
+
+    (tmp_path / "s").mkdir()
+    with sqlite3.connect(tmp_path / "s" / "msa.db") as c:
+        c.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for sql in _V1[:2]:
+            c.execute(sql)
+    Store.open(tmp_path / "s").close()
+    assert TABLES <= _tables(tmp_path / "s" / "msa.db")
+    assert [v for v, _ in _versions(tmp_path / "s" / "msa.db")] == list(range(1, N + 1))
+
+
+def test_a_store_with_rows_but_no_version_is_left_alone(tmp_path):
+    from msa_agent.store.schema import _V1
+
+    (tmp_path / "s").mkdir()
+    with sqlite3.connect(tmp_path / "s" / "msa.db") as c:
+        c.execute(_V1[0])
+        c.execute("INSERT INTO manifest VALUES ('fingerprint', 'abc')")
+    with pytest.raises(StoreCorrupt, match="rows but no recorded schema version"):
+        Store.open(tmp_path / "s")
+    with sqlite3.connect(tmp_path / "s" / "msa.db") as c:
+        assert c.execute("SELECT value FROM manifest").fetchall() == [("abc",)]
+
+
+def test_first_opens_of_one_new_store_at_once_all_succeed(tmp_path):
+    """Five processes create the same store together (before: 2 of 5 failed with 'table already
+    exists'); the write lock is taken before the migration, so one makes it and the rest find it made."""
+    code = f"from msa_agent.store import Store; Store.open({str(tmp_path / 's')!r}, create=True).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(5)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 5, errors
+    assert [v for v, _ in _versions(tmp_path / "s" / "msa.db")] == list(range(1, N + 1))
