@@ -540,6 +540,8 @@ def schedule_install(
 
 def main() -> None:
     """Entry point: usage errors are user errors (exit 1, one line), not partial runs (exit 2)."""
+    from rich.markup import escape
+    from sqlalchemy.exc import DatabaseError
     from typer.exceptions import TyperException
 
     try:
@@ -556,6 +558,10 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
+    except DatabaseError as e:  # a store database damaged after it opened: one line, not a traceback
+        err.print(f"[bold red]error:[/] the store's database cannot be read: {escape(str(e.orig))}",
+                  highlight=False, soft_wrap=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

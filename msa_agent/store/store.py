@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, or_, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from msa_agent.errors import FingerprintMismatch, StoreCorrupt, StoreLocked, StoreNotFound
@@ -137,7 +138,14 @@ class Store:
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
-        migrate_atomically(engine)
+        try:
+            migrate_atomically(engine)
+        except DBAPIError as e:
+            engine.dispose()
+            if "locked" in str(e.orig) or "busy" in str(e.orig):
+                raise
+            raise StoreCorrupt(f"{db}: the database cannot be read ({e.orig}): "
+                               f"restore it from a backup, or move the store aside and ingest again") from None
         store = cls(path, engine)
         store.segments_dir.mkdir(mode=0o700, exist_ok=True)
         return store

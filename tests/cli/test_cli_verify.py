@@ -114,3 +114,24 @@ def test_status(msa, msa_json, ingested, store_dir, pristine, tiny_model_dir):
     assert (src["root"], src["collection"], src["files"]) == (str(corpus), "default", 4) and src["last_ingest"]
     text = msa("status", "--store", store_dir).stdout
     assert f"documents: {ingested['documents']}" in text and f"fingerprint: {st['fingerprint']}" in text
+
+
+@pytest.mark.parametrize("command", [["status"], ["verify"], ["ask", "What is in the corpus?"], ["route", "corpus"],
+                                     ["ingest", "."]])
+def test_a_damaged_database_is_one_line_not_a_traceback(msa, ingested, store_dir, command):
+    """`msa.db` with a garbled header (issue #21, item 9): every command says which file and why in
+    one line, exit 1, and leaves the file as it was (before: a 465-line traceback)."""
+    import sqlite3
+
+    db = store_dir / "msa.db"
+    with sqlite3.connect(db) as c:  # everything into the main file, so that its header is read
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    assert len(data) > 4096
+    data[:100] = b"not a database!!" * 6 + b"!!!!"
+    db.write_bytes(bytes(data))
+    if command[0] == "ingest":
+        command = ["ingest", str(CORPUS)]
+    res = msa(*command, "--store", store_dir, code=1)
+    assert f"{db}: the database cannot be read" in res.stderr
+    assert db.read_bytes() == bytes(data)
