@@ -86,7 +86,8 @@ class Router:
     def selector(self, query_text: str, query_mask: torch.Tensor | None, attend: bool = True) -> tuple[RecordingSelector, dict[int, float]]:
         order, scores = self.lexical(query_text) if self.mode != "msa" else ([], {})
         top = self.memory.docs[order[0]] if order else None
-        cov = coverage(query_text, f"{top.path}\n{top.title}\n{top.text}") if top is not None else 1.0
+        cov = coverage(query_text, f"{top.path}\n{top.title}\n{top.text}",
+                       [w for w, _ in date_phrases(query_text)]) if top is not None else 1.0
         sel = MaskedSelector(self.memory, self.mode, self.top_k, lexical=order,
                              lexical_scores=[scores[i] for i in order], lexical_coverage=cov, attend_memory=attend)
         sel.query_mask = query_mask

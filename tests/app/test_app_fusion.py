@@ -20,7 +20,8 @@ from msa_agent.memory import RecordingSelector
 
 def _params(rng: random.Random) -> FusionParams:
     return FusionParams(lam_max=rng.uniform(0.05, 2.0), c0=rng.uniform(-3, 3), c_lex=rng.uniform(-12, 2),
-                        c_cov=rng.uniform(-8, 2), c_router=rng.uniform(-1, 4), depth=rng.choice([2, 3, 5, 16, 64]))
+                        c_cov=rng.uniform(-8, 2), c_router=rng.uniform(-1, 4), depth=rng.choice([2, 3, 5, 16, 64]),
+                        tau=rng.choice([0.0, 0.2, 0.5]))
 
 
 def _plain(order: list[int], scores: list[float], layers: list[list[float]], p: FusionParams,
@@ -40,8 +41,12 @@ def _plain(order: list[int], scores: list[float], layers: list[list[float]], p: 
     top, second = desc[0], desc[1]
     ref = desc[p.depth - 1] if n > p.depth else desc[-1]
     rho = [min(1.0, max(0.0, (v - ref) / (top - ref))) if top - ref > 1e-12 else 0.0 for v in z]
+    if cov < p.tau:  # the lexical top hit is no evidence
+        lex = [0.0] * n
     g = 1.0 - sorted(lex, reverse=True)[1]
     lam = p.lam_max / (1 + math.exp(-(p.c0 + p.c_lex * g + p.c_cov * cov + p.c_router * (top - second))))
+    if max(lex) == 0:
+        lam = p.lam_max
     fused = [lex[i] + lam * rho[i] for i in range(n)]
     ranked = sorted(range(n), key=lambda i: (-fused[i], -z[i], i))
     return [(i, fused[i]) for i in ranked]
@@ -129,6 +134,22 @@ def test_no_lexical_hit_gives_the_routers_ranking(seed):
     assert _ranking(torch.zeros(n), z) == torch.sort(z, descending=True, stable=True).indices.tolist()
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_a_lexical_top_hit_holding_too_few_query_words_gives_the_routers_ranking(seed):
+    """Below τ coverage (and no date of the query in it) the lexical hits are stray words."""
+    rng = random.Random(seed)
+    n = 50
+    z = standardise(torch.randn(n, generator=torch.Generator().manual_seed(seed)))
+    order = rng.sample(range(n), 12)
+    lex = lexical_vector(order, sorted((rng.uniform(1, 9) for _ in order), reverse=True), n)
+    router = torch.sort(z, descending=True, stable=True).indices.tolist()
+    assert fused_order(lex, z, n, FITTED, cov=FITTED.tau / 2)[0].tolist() == router
+    q = "which cold storage building by the estuary never closes on July 4th 2013"
+    stray = "the cold tap"  # one word of nine
+    assert coverage(q, stray) < FITTED.tau
+    assert coverage(q, "2013-07-04 pump stopped", ["2013 07 04"]) == 1.0  # the date as the index holds it
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_a_flat_router_gives_the_lexical_ranking(seed):
     rng = random.Random(seed)
@@ -157,7 +178,7 @@ def test_a_lexical_lead_over_lambda_is_kept_whatever_the_router_says(seed):
     lex = lexical_vector(order, [1.0] + [rng.uniform(1e-3, 1.0 - p.lam_max - 1e-3) for _ in order[1:]], n)
     z = torch.randn(n, generator=torch.Generator().manual_seed(seed))
     z[adversary] = 10.0
-    cov = rng.random()
+    cov = rng.uniform(p.tau, 1.0)  # the lexical top hit is evidence
     _, lam = fuse(lex, standardise(z), p, cov)
     assert lam <= p.lam_max
     ranking = fused_order(lex, standardise(z), n, p, cov)[0].tolist()
