@@ -627,6 +627,22 @@ class Store:
                 problems.append(f"document {d.id} ({d.path}) points at missing segment {d.segment_id}")
             elif d.chunk_start + d.n_chunks > row.n_chunks:
                 problems.append(f"document {d.id} ({d.path}) chunk range beyond segment {d.segment_id}")
+        return problems + self._verify_index(docs)
+
+    def _verify_index(self, docs: list[DocumentRow]) -> list[str]:
+        """The lexical index holds exactly the live documents and is itself sound."""
+        problems: list[str] = []
+        with self.session() as s:
+            try:
+                s.execute(text("INSERT INTO doc_fts(doc_fts) VALUES ('integrity-check')"))
+                fts = {r[0] for r in s.execute(text("SELECT rowid FROM doc_fts"))}
+            except DBAPIError as e:
+                return [f"the lexical index cannot be read ({e.orig})"]
+        live = {d.id: d.path for d in docs}
+        for i in sorted(set(live) - fts)[:20]:
+            problems.append(f"document {i} ({live[i]}) is missing from the lexical index")
+        if stale := sorted(fts - set(live)):
+            problems.append(f"{len(stale)} lexical index rows have no live document (first: {stale[0]})")
         return problems
 
     def compact(self, max_chunks: int = COMPACT_CHUNKS) -> dict[str, int | list[str]]:

@@ -135,3 +135,20 @@ def test_a_damaged_database_is_one_line_not_a_traceback(msa, ingested, store_dir
     res = msa(*command, "--store", store_dir, code=1)
     assert f"{db}: the database cannot be read" in res.stderr
     assert db.read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["fts_missing", "fts_stale"])
+def test_verify_checks_the_lexical_index(msa, ingested, store_dir, damage):
+    """Before: `msa verify` said "whole" with lexical index rows missing (issue #21, item 9)."""
+    import sqlite3
+
+    assert json.loads(msa("verify", "--store", store_dir, "--json").stdout)["problems"] == []
+    with sqlite3.connect(store_dir / "msa.db") as c:
+        if damage == "fts_missing":
+            c.execute("DELETE FROM doc_fts WHERE rowid = (SELECT min(id) FROM documents WHERE tombstone = 0)")
+        else:
+            c.execute("INSERT INTO doc_fts(rowid, path, title, body) VALUES (999999, 'x', 'x', 'ghost')")
+    res = msa("verify", "--store", store_dir, "--json", code=2)
+    problems = " ".join(json.loads(res.stdout)["problems"])
+    want = {"fts_missing": "missing from the lexical index", "fts_stale": "have no live document"}[damage]
+    assert want in problems
