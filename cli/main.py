@@ -336,6 +336,8 @@ def repair(store: StoreOpt = None, model: ModelOpt = None, wait: WaitOpt = 0.0, 
     else:
         if not res["damaged_segments"]:
             out.print("no damaged segments")
+        if res.get("resumed"):
+            out.print(f"finishing an interrupted repair: {len(res['resumed'])} sources to re-encode", highlight=False)
         for p in res["problems"]:
             err.print(f"damaged: {p}", highlight=False, soft_wrap=True, markup=False)
         for r in res["reencoded"]:

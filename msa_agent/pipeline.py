@@ -457,6 +457,9 @@ def _symlink_reason(p: Path, root: Path) -> str:
     return "symlink back to a directory above it (a loop), not followed"
 
 
+_REPAIR_MARK = -2  # (-1 is a "racy" mtime) a source's mtime_ns while `msa repair` has cleared it and not yet re-encoded it
+
+
 def repair_store(store: Store, engine: Engine, *, progress: Progress | None = None, wait: float = 0.0) -> dict:
     """`msa repair`: documents stored in damaged segments (files that fail their checksums) are
     re-encoded from their sources when those are still there, and otherwise removed, loudly.
@@ -471,25 +474,34 @@ def repair_store(store: Store, engine: Engine, *, progress: Progress | None = No
 
     with store.session() as s:
         seg_ids = list(s.scalars(select(SegmentRow.id)))
+        # Sources an interrupted repair cleared (step 1 done, step 2 not): re-encoded now, so a
+        # repair run again after a kill finishes the work instead of losing those documents.
+        pending = [(r.collection, r.root, r.path, r.rel_path) for r in
+                   s.scalars(select(SourceRow).where(SourceRow.mtime_ns == _REPAIR_MARK))]
     damaged = sorted(sid for sid in seg_ids if store.segment_problems(sid))
     out: dict = {"damaged_segments": damaged, "problems": [p for sid in damaged for p in store.segment_problems(sid)],
-                 "documents": 0, "reencoded": [], "removed": []}
-    if not damaged:
+                 "documents": 0, "reencoded": [], "removed": [], "resumed": sorted(rel for *_, rel in pending)}
+    if not damaged and not pending:
         return out
     store.check_model(engine.fingerprint, engine.name)
-    with store.write_lock(wait):
-        with store.session() as s, s.begin():
-            docs = list(s.scalars(select(DocumentRow).where(DocumentRow.segment_id.in_(damaged),
-                                                            DocumentRow.tombstone.is_(False))))
-            src_ids = {d.source_id for d in docs if d.source_id is not None}
-            store._tombstone(s, select(DocumentRow.id).where(DocumentRow.id.in_([d.id for d in docs])))
-            # Cleared hash and mtime: the next ingest re-reads, re-parses and re-encodes them.
-            s.execute(update(SourceRow).where(SourceRow.id.in_(src_ids)).values(content_hash="", mtime_ns=-1))
-            sources = [(r.collection, r.root, r.path, r.rel_path) for r in
-                       s.scalars(select(SourceRow).where(SourceRow.id.in_(src_ids)))]
-        out["documents"] = len(docs)
-        out["orphans"] = sorted({d.path for d in docs if d.source_id is None})
-        store.compact()
+    sources = list(pending)
+    if damaged:
+        with store.write_lock(wait):
+            with store.session() as s, s.begin():
+                docs = list(s.scalars(select(DocumentRow).where(DocumentRow.segment_id.in_(damaged),
+                                                                DocumentRow.tombstone.is_(False))))
+                src_ids = {d.source_id for d in docs if d.source_id is not None}
+                store._tombstone(s, select(DocumentRow.id).where(DocumentRow.id.in_([d.id for d in docs])))
+                # Cleared hash and the repair's mark as mtime: the next ingest re-reads, re-parses
+                # and re-encodes them, and a repair run after an interruption finds them.
+                s.execute(update(SourceRow).where(SourceRow.id.in_(src_ids)).values(content_hash="",
+                                                                                   mtime_ns=_REPAIR_MARK))
+                sources += [(r.collection, r.root, r.path, r.rel_path) for r in
+                            s.scalars(select(SourceRow).where(SourceRow.id.in_(src_ids)))]
+            out["documents"] = len(docs)
+            out["orphans"] = sorted({d.path for d in docs if d.source_id is None})
+            store.compact()
+    sources = sorted(set(sources))
     for coll, root, path, rel in sorted(sources):
         if not Path(path).is_file():
             store.remove_source(coll, path)
@@ -498,5 +510,5 @@ def repair_store(store: Store, engine: Engine, *, progress: Progress | None = No
         if Path(root).is_dir():
             ingest_dir(Path(root), store, engine, collection=coll, progress=progress, wait=wait)
             out["reencoded"] += sorted(rel for c, r, p, rel in sources if c == coll and r == root and Path(p).is_file())
-    out["removed"] += out.pop("orphans")
+    out["removed"] += out.pop("orphans", [])
     return out
