@@ -35,8 +35,9 @@ QUESTIONS = [
 ]
 
 
-def one_ask(url: str, token: str | None, question: str) -> tuple[float, float]:
-    """(time to first token, total) in seconds for one streamed question."""
+def one_ask(url: str, token: str | None, question: str, result: dict | None = None) -> tuple[float, float]:
+    """(time to first token, total) in seconds for one streamed question; `result`, when given,
+    receives the answer's mode, timing and how it was read."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -56,6 +57,10 @@ def one_ask(url: str, token: str | None, question: str) -> tuple[float, float]:
                     raise RuntimeError(line)
             elif line.startswith("data: ") and event == "result":
                 total = time.perf_counter() - t0
+                if result is not None:
+                    data = json.loads(line[6:])
+                    result.update(mode=data["mode"], timing=data["timing"], how=(data.get("reading") or {}).get("how"),
+                                  answer=data["answer"])
                 return (first if first is not None else total), total
     raise RuntimeError("no result event")
 
@@ -129,13 +134,14 @@ def cold_asks(store: str, n: int) -> dict:
 
 def warm_asks(url: str, token: str | None, n: int) -> dict:
     """Each demo question asked `n` times in turn by one client of the warm server."""
-    ttft, total = [], []
+    ttft, total, last = [], [], {}
     for _ in range(n):
         for q in QUESTIONS:
-            f, t = one_ask(url, token, q)
+            last[q] = {}
+            f, t = one_ask(url, token, q, last[q])
             ttft.append(f)
             total.append(t)
-    return {"ttft": summary(ttft), "total": summary(total)}
+    return {"ttft": summary(ttft), "total": summary(total), "last_answers": last}
 
 
 def machine() -> dict:
