@@ -7,6 +7,7 @@ the index (0..n_docs-1) of the segment document that owns each chunk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -76,6 +77,24 @@ class SegmentFiles:
     checksums: dict[str, str]
 
 
+def _write_files(tmp: Path, seg_id: str, k: np.ndarray, v: np.ndarray, rk: np.ndarray | None,
+                 chunks: np.ndarray) -> dict[str, str]:
+    sums = {}
+    for name, arr, dtype in (("k.npy", k, np.float16), ("v.npy", v, np.float16), ("chunks.npy", chunks, np.int32),
+                             ("rk.npy", rk, np.float16)):
+        if arr is not None:
+            sums[name] = _write_npy(tmp / name, np.ascontiguousarray(arr, dtype=dtype))
+            fault_point("segment_file")
+    meta = {"id": seg_id, "n_chunks": int(chunks.shape[0]), "checksums": sums}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    with open(tmp / "meta.json", "rb+") as f:
+        os.fsync(f.fileno())
+    for f in tmp.iterdir():  # the memory holds documents' content: the owner's alone
+        f.chmod(0o600)
+    _fsync_dir(tmp)
+    return sums
+
+
 def write_segment(
     segments_dir: Path,
     seg_id: str,
@@ -95,19 +114,15 @@ def write_segment(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(mode=0o700)
-    sums = {}
-    for name, arr, dtype in (("k.npy", k, np.float16), ("v.npy", v, np.float16), ("chunks.npy", chunks, np.int32),
-                             ("rk.npy", rk, np.float16)):
-        if arr is not None:
-            sums[name] = _write_npy(tmp / name, np.ascontiguousarray(arr, dtype=dtype))
-            fault_point("segment_file")
-    meta = {"id": seg_id, "n_chunks": int(chunks.shape[0]), "checksums": sums}
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    with open(tmp / "meta.json", "rb+") as f:
-        os.fsync(f.fileno())
-    for f in tmp.iterdir():  # the memory holds documents' content: the owner's alone
-        f.chmod(0o600)
-    _fsync_dir(tmp)
+    try:
+        sums = _write_files(tmp, seg_id, k, v, rk, chunks)
+    except OSError as e:
+        # Nothing half-written stays behind (a `.tmp-*` left by a full disk failed `verify` until
+        # `compact`), and the space it took is free again for the run's own bookkeeping.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno is None and "requested and" in str(e):  # numpy's short write: a full disk says so
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(segments_dir)) from e
+        raise
     final = segments_dir / seg_id
     os.replace(tmp, final)
     _fsync_dir(segments_dir)

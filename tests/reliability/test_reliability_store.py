@@ -19,6 +19,8 @@ from msa_agent.ask import ask, route
 from msa_agent.errors import StoreCorrupt
 from msa_agent.pipeline import ingest_dir
 from msa_agent.store import Store
+from msa_agent.store.schema import IngestRunRow
+from sqlalchemy import select
 
 make_tree = sys.modules["crash_trials"].make_tree  # loaded by this directory's conftest
 
@@ -117,13 +119,19 @@ def test_a_real_full_filesystem(engine, tmp_path):
         big.mkdir()
         for i in range(60):
             (big / f"f{i}.md").write_text(f"# File {i}\n\n" + " ".join(f"word{i}x{j}" for j in range(3000)))
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as failed:
             ingest_dir(big, st, engine, collection="big")
+        # Said as a full disk (not numpy's "N requested and M written"), nothing half-written left
+        # (before: a `.tmp-*` directory failed `verify` until `compact`), the run recorded as failed
+        # (before: `running` forever). Issue #21, item 12.
+        assert failed.value.errno == errno.ENOSPC and "No space left on device" in str(failed.value)
         assert _docs(st) == before
-        shutil.rmtree(big)
-        with st.write_lock():
-            st.compact()
+        assert not list((mnt / "store" / "segments").glob(".tmp-*"))
         assert st.verify() == []
+        with st.session() as s:
+            last = s.scalars(select(IngestRunRow).order_by(IngestRunRow.id.desc())).first()
+        assert last.status == "error" and "No space left on device" in (last.error or "")
+        shutil.rmtree(big)
     finally:
         if st is not None:
             st.close()
