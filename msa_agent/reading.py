@@ -95,18 +95,14 @@ def locate_quote(text: str, answer: str, question: str = "") -> Quote | None:
         starts.append(pos)
         pos += len(line) + 1
     qwords = content_words(question)
-    for span in _spans(answer):
-        # Word boundaries at the span's ends: "59" is not found inside "159".
-        pat = re.compile(rf"(?<![A-Za-z0-9]){re.escape(span)}(?![A-Za-z0-9])", re.IGNORECASE)
-        best, best_score = None, -1
-        for m in pat.finditer(text):
-            f, l = _line_of(starts, m.start()), _line_of(starts, m.end() - 1)
-            # Of several occurrences, the one on the line(s) that best match the question.
-            sc = len(qwords & content_words(" ".join(lines[f:l + 1])))
-            if sc > best_score:
-                best, best_score = (f, l), sc
-        if best is not None:
-            return _quote(lines, *best, exact=True)
+    spans = _spans(answer)
+    if spans and spans[0] == answer.strip().strip(_TRIM) and (at := _occurrence(text, lines, starts, spans[0], qwords)):
+        return _quote(lines, *at, exact=True)
+    if (items := _covering_items(text, lines, starts, answer, qwords)) is not None:
+        return _quote(lines, *items, exact=True)
+    for span in spans:
+        if at := _occurrence(text, lines, starts, span, qwords):
+            return _quote(lines, *at, exact=True)
     words = content_words(answer)
     if not words:
         return None
@@ -115,6 +111,45 @@ def locate_quote(text: str, answer: str, question: str = "") -> Quote | None:
     if hit * 2 < len(words):
         return None
     return _quote(lines, -neg_i, -neg_i, exact=False)
+
+
+LIST_QUOTE_LINES = 12  # a list answer is quoted whole when its items lie within this many lines
+
+
+def _occurrence(text: str, lines: list[str], starts: list[int], span: str, qwords: set[str]) -> tuple[int, int] | None:
+    """The (first, last) lines of `span`'s occurrence in `text` on the lines that best match the
+    question; word boundaries at the span's ends ("59" is not found inside "159")."""
+    pat = re.compile(rf"(?<![A-Za-z0-9]){re.escape(span)}(?![A-Za-z0-9])", re.IGNORECASE)
+    best, best_score = None, -1
+    for m in pat.finditer(text):
+        f, l = _line_of(starts, m.start()), _line_of(starts, m.end() - 1)
+        sc = len(qwords & content_words(" ".join(lines[f:l + 1])))
+        if sc > best_score:
+            best, best_score = (f, l), sc
+    return best
+
+
+def list_items(answer: str) -> list[str]:
+    """The items of a list answer ("72.6, 72.8"; "a, b and c"; "- x" lines); [] for one value."""
+    a = answer.strip()
+    parts = [p.strip().lstrip("-•* ").strip(_TRIM) for p in a.splitlines()] if "\n" in a else \
+        re.split(r"\s*;\s*|,(?!\d{3}(?!\d))\s*(?:and\s+|or\s+)?|\s+and\s+", a)
+    items = [p.strip(_TRIM) for p in parts if p and p.strip(_TRIM)]
+    return items if len(items) >= 2 else []
+
+
+def _covering_items(text: str, lines: list[str], starts: list[int], answer: str,
+                    qwords: set[str]) -> tuple[int, int] | None:
+    """For a list answer whose items each occur in `text`: the line range covering all of them,
+    when it is at most LIST_QUOTE_LINES long (the rows or lines the list was read from)."""
+    items = list_items(answer)
+    if not items:
+        return None
+    found = [_occurrence(text, lines, starts, it, qwords) for it in items]
+    if any(f is None for f in found):
+        return None
+    first, last = min(f[0] for f in found), max(f[1] for f in found)
+    return (first, last) if last - first < LIST_QUOTE_LINES else None
 
 
 def _line_of(starts: list[int], offset: int) -> int:

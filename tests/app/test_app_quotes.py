@@ -69,3 +69,31 @@ def test_ask_abstention_cites_nothing(built, engine, monkeypatch: pytest.MonkeyP
     _answering(engine, monkeypatch, ABSTAIN)
     res = ask(built, engine, "What is the CEO's shoe size?", mode="lexical", rounds=1)
     assert res.answer == ABSTAIN and res.citations == []
+
+
+def test_a_list_answer_is_quoted_by_the_lines_that_hold_its_items() -> None:
+    """"72.6, 72.8" read off two rows: the quote covers both rows (before: one row, so no quote
+    held the whole answer)."""
+    from msa_agent.reading import locate_quote
+
+    text = ("time,temp\n2010/07/11 14:00,71.0\n2010/07/11 15:00,72.6\n2010/07/11 16:00,72.8\n"
+            "2010/07/11 17:00,70.1")
+    q = locate_quote(text, "72.6, 72.8", "temperatures at 3 pm and 4 pm")
+    assert q is not None and q.exact and (q.first_line, q.last_line) == (3, 4)
+    assert q.text == "2010/07/11 15:00,72.6\n2010/07/11 16:00,72.8" and q.text in text
+    # items too far apart: no covering quote claimed, the best single line instead
+    far = "\n".join(["a 1"] + [f"filler {i}" for i in range(20)] + ["b 2"])
+    q = locate_quote(far, "1, 2", "a and b")
+    assert q is None or not (q.first_line == 1 and q.last_line == 22)
+    # a thousands separator is not a list
+    assert locate_quote("The fee is EUR 48,500 per quarter.\n", "EUR 48,500").exact
+
+
+def test_list_items() -> None:
+    from msa_agent.reading import list_items
+
+    assert list_items("72.6, 72.8") == ["72.6", "72.8"]
+    assert list_items("cmake and ninja-build") == ["cmake", "ninja-build"]
+    assert list_items("- /usr/share/fonts\n- /usr/local/share/fonts") == ["/usr/share/fonts", "/usr/local/share/fonts"]
+    assert list_items("EUR 48,500") == [] and list_items("1,234, 5,678") == ["1,234", "5,678"]
+    assert list_items("2.5") == []
