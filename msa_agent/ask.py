@@ -259,6 +259,7 @@ def ask(
     t0 = time.perf_counter()
     _check_question(question)
     policy = policy or ReadPolicy()
+    hop_attempt: dict = {}  # a two-hop decomposition tried and given up: said in the result's reading
     if policy.hops and engine.protocol != "reference":
         from dataclasses import replace
 
@@ -269,7 +270,8 @@ def ask(
             # one hop at a time: the thing the question names by a clause first, then the question
             # about it; either hop without an answer leaves the question to be asked whole
             one = replace(policy, hops=False)
-            two = ask_two_hops(lambda q, **kw: ask(store, engine, q, **kw), question, hops, collection=collection,
+            two = ask_two_hops(lambda q, **kw: ask(store, engine, q, **kw), question, hops, hop_attempt,
+                               collection=collection,
                                top_k=top_k, rounds=rounds, mode=mode, max_new_tokens=max_new_tokens,
                                evidence_budget=evidence_budget, first_round_docs=first_round_docs,
                                per_round_docs=per_round_docs, margin=margin, attend_memory=attend_memory,
@@ -405,6 +407,8 @@ def ask(
     }
     result = AskResult(answer, citations, round_log, timing, router.mode)
     result.reading = read.as_dict()
+    if hop_attempt:
+        result.reading["bridge"] = hop_attempt
     return result
 
 

@@ -88,24 +88,32 @@ def bridge_name(answer: str, sub: str) -> str | None:
     return a
 
 
-def ask_two_hops(ask_one: Callable[..., object], question: str, hops: Hops, **kw) -> object | None:  # noqa: ANN003
+def ask_two_hops(ask_one: Callable[..., object], question: str, hops: Hops, attempt: dict | None = None,
+                 **kw) -> object | None:  # noqa: ANN003
     """`ask_one(question, **kw)` on the sub-question, then on the question with its answer in the
     slot: the second result with both questions' rounds and citations, or None when either hop
-    gets no usable answer (the caller then asks the question whole)."""
+    gets no usable answer (the caller then asks the question whole). `attempt`, when given, is
+    filled with what was tried and why it was given up (shown in `msa ask --json`)."""
     from .reading import is_abstention
 
+    attempt = {} if attempt is None else attempt
     first = ask_one(hops.sub, **kw)
     bridge = bridge_name(first.answer, hops.sub)
+    attempt.update({"question": hops.sub, "answer": first.answer, "used": False})
     if bridge is None or is_abstention(first.answer):
+        attempt["why"] = "the first hop found no name to carry over"
         return None
-    second = ask_one(hops.template.format(bridge), **kw)
+    second_q = hops.template.format(bridge)
+    second = ask_one(second_q, **kw)
+    attempt.update({"bridge": bridge, "second_question": second_q})
     if is_abstention(second.answer):
+        attempt["why"] = "the second hop found no answer"
         return None
     seen = {(c["doc_id"]) for c in second.citations}
     second.citations = second.citations + [c for c in first.citations if c["doc_id"] not in seen]
     second.rounds = [{**r, "hop": 1, "question": hops.sub} for r in first.rounds] + [
         {**r, "hop": 2, "question": hops.template.format(bridge)} for r in second.rounds]
-    second.reading = {**second.reading, "bridge": {"question": hops.sub, "answer": bridge}}
+    second.reading = {**second.reading, "bridge": {"question": hops.sub, "answer": bridge, "used": True}}
     for k in ("route_ms", "generate_ms", "total_ms", "tokens"):
         if k in first.timing and k in second.timing:
             second.timing[k] = round(first.timing[k] + second.timing[k], 1)

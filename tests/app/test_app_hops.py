@@ -67,5 +67,15 @@ def test_two_hops_put_the_bridge_in_the_second_question_and_report_both() -> Non
     assert got.answer == "Yorennby" and got.reading["bridge"]["answer"] == "Dunello Dynamics"
     assert [c["doc_id"] for c in got.citations] == [2, 1] and [r["hop"] for r in got.rounds] == [1, 2]
     assert got.timing["total_ms"] == 20.0
+    assert got.reading["bridge"]["used"] is True
     answers["In which city is the office of Dunello Dynamics?"] = "Not stated."
-    assert ask_two_hops(one, "", h) is None  # the second hop found nothing: ask the question whole
+    attempt: dict = {}
+    assert ask_two_hops(one, "", h, attempt) is None  # the second hop found nothing: ask the question whole
+    assert attempt == {"question": "Which company guarantees Yororia?", "answer": "Dunello Dynamics", "used": False,
+                       "bridge": "Dunello Dynamics",
+                       "second_question": "In which city is the office of Dunello Dynamics?",
+                       "why": "the second hop found no answer"}
+    answers["Which company guarantees Yororia?"] = "Not stated."
+    attempt = {}
+    assert ask_two_hops(one, "", h, attempt) is None
+    assert attempt["used"] is False and attempt["why"] == "the first hop found no name to carry over"
