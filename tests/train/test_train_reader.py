@@ -293,7 +293,9 @@ def test_validation_sets_hold_unanswerable_questions_in_every_domain() -> None:
 
 
 def test_training_data_has_hard_negatives_in_every_domain() -> None:
-    ex = make_examples(400, 0, "train", Mix(), max_code_files=300)
+    # three seeds pooled: the code facts come from whatever site-packages holds, and one sample of
+    # 300 files can fall short of the share by chance when the installed packages change
+    ex = [e for seed in (0, 1, 2) for e in make_examples(400, seed, "train", Mix(), max_code_files=300)]
     for d in ("contracts", "code", "logs"):
         dom = [e for e in ex if e.domain == d]
         share = sum(not e.answerable for e in dom) / len(dom)
