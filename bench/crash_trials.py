@@ -1,5 +1,6 @@
-"""Crash-safety trials: SIGKILL `msa ingest` and `msa compact` at every stage, then recover and
-check that nothing committed was lost and that a re-run converges to the store a clean run builds.
+"""Crash-safety trials: SIGKILL `msa ingest` (store creation and its migrations included),
+`msa compact`, `msa repair` and `msa forget` at every stage, then recover and check that nothing
+committed was lost and that a re-run converges to the store a clean run builds.
 
     .venv/bin/python bench/crash_trials.py [--trials 60] [--seed 0] [--workdir DIR]
 
@@ -36,9 +37,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-INGEST_STAGES = ("parse", "encode", "segment_file", "segment_written", "before_commit", "after_commit")
+INGEST_STAGES = ("create_db", "migration", "parse", "encode", "segment_file", "segment_written", "before_commit",
+                 "after_commit")
 UPDATE_STAGES = ("parse", "encode", "segment_written", "before_commit", "after_commit", "tombstone")
 COMPACT_STAGES = ("compact_segment", "compact_commit", "compact_cleanup")
+REPAIR_STAGES = ("compact_commit", "compact_cleanup", "repair_cleared", "parse", "encode", "before_commit",
+                 "after_commit")
+FORGET_STAGES = ("forget",)
+FORGOTTEN = "note_1.md"  # what the forget trials forget (tree2)
 BATCH_TOKENS = 600  # small batches: several segments and commits per run
 COMPACT_CHUNKS = 24
 
@@ -69,6 +75,15 @@ def change_tree(root: Path) -> None:
     with open(root / "plant_2.log", "a") as f:
         f.write("2024-03-03T11:00:00Z pump-2 pressure=180 alarm=HIGH\n")
     (root / "note_9.md").write_text("# Note 9\n\nA new note about the pump-9 liability cap.\n")
+
+
+def damage_a_segment(store: Path) -> None:
+    """Flip a byte of the keys of the first segment (by name): `verify` and `repair` find it."""
+    seg = sorted(p for p in (store / "segments").iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    f = seg / "k.npy"
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0xFF
+    f.write_bytes(bytes(data))
 
 
 def snapshot(store, engine, collection: str = "default") -> dict:  # noqa: ANN001
@@ -113,7 +128,17 @@ class Trials:
         c = workdir / "compacted"
         shutil.copytree(self.base2, c)
         self.counts["compact"] = self._compact(c, count=True)
+        self.damaged = workdir / "damaged"  # base2 with one segment's keys flipped: what repair mends
+        shutil.copytree(self.base2, self.damaged)
+        damage_a_segment(self.damaged)
+        r = workdir / "repaired"
+        shutil.copytree(self.damaged, r)
+        self.counts["repair"] = self._repair(r, count=True)
+        f = workdir / "forgotten"
+        shutil.copytree(self.base2, f)
+        self.counts["forget"] = self._forget(f, count=True)
         self.ref = {"ingest": self._snap(fresh), "update": self._snap(self.base2), "compact": self._snap(c)}
+        self.ref["repair"] = self.ref["forget"] = self.ref["update"]
         self.n = 0
 
     # ---- running the library, in this process or in a forked child ----------------------------
@@ -123,7 +148,7 @@ class Trials:
         from msa_agent.store import segments, store
 
         real = segments.fault_point
-        mods = (segments, store, self.pipeline)
+        mods = (segments, store, self.pipeline)  # schema calls segments.fault_point
         if counter is None:
             return lambda: None
 
@@ -162,6 +187,29 @@ class Trials:
             undo()
         return c
 
+    def _repair(self, store: Path, count: bool) -> Counter:
+        c: Counter = Counter()
+        undo = self._points(c if count else None)
+        try:
+            st = self.Store.open(store)
+            self.pipeline.repair_store(st, self.engine)
+            st.close()
+        finally:
+            undo()
+        return c
+
+    def _forget(self, store: Path, count: bool) -> Counter:
+        c: Counter = Counter()
+        undo = self._points(c if count else None)
+        try:
+            st = self.Store.open(store)
+            with st.write_lock():
+                st.forget(self.tree2 / FORGOTTEN)
+            st.close()
+        finally:
+            undo()
+        return c
+
     def _snap(self, store: Path) -> dict:
         st = self.Store.open(store)
         try:
@@ -172,7 +220,8 @@ class Trials:
     def _child(self, kind: str, store: Path, fault: str | None, delay: float | None) -> tuple[bool, float]:
         """Run one ingest/compaction in a child the fork server forks; True when it was killed."""
         root = self.tree if kind == "ingest" else self.tree2
-        req = {"kind": kind, "root": str(root), "store": str(store), "fault": fault, "delay": delay}
+        req = {"kind": kind, "root": str(root), "store": str(store), "fault": fault, "delay": delay,
+               "forget": str(self.tree2 / FORGOTTEN)}
         self.server.stdin.write(json.dumps(req) + "\n")
         self.server.stdin.flush()
         line = self.server.stdout.readline()
@@ -195,8 +244,10 @@ class Trials:
         store = self.work / f"trial-{self.n}"
         if kind == "update":
             shutil.copytree(self.base1, store)
-        elif kind == "compact":
+        elif kind in ("compact", "forget"):
             shutil.copytree(self.base2, store)
+        elif kind == "repair":
+            shutil.copytree(self.damaged, store)
         before = set()
         if store.exists():
             st = self.Store.open(store)
@@ -209,13 +260,18 @@ class Trials:
             out["ok"] = True  # killed before the store was created
             shutil.rmtree(store, ignore_errors=True)
             return out
+        if kind == "repair":
+            self._repair(store, count=False)  # a repair run again finishes an interrupted one
         st = self.Store.open(store)
         try:
             problems = st.verify()
             out["problems"] = [p for p in problems if "has no row" not in p]
             out["orphans"] = len(problems) - len(out["problems"])
             live = {(d.path, d.anchor, d.content_hash, d.doc_key or "") for d in st.live_documents("default")}
-            out["lost"] = len((before & set(ref["docs"])) - live)
+            kept = before & set(ref["docs"])
+            if kind == "forget":  # the forgotten file's documents may be gone: that is the command
+                kept = {d for d in kept if d[0] != FORGOTTEN}
+            out["lost"] = len(kept - live)
             from msa_agent.ask import route
 
             route(st, self.engine, "pump-3 pressure alarm", mode="lexical")  # answers from what is committed
@@ -242,7 +298,8 @@ class Trials:
     def plan(self, n: int, rng: random.Random) -> list[tuple[str, str | None, float | None]]:
         """Every (stage, occurrence) a clean run reaches, round-robin over stages, then random-time kills."""
         staged = []
-        for kind, stages in (("ingest", INGEST_STAGES), ("update", UPDATE_STAGES), ("compact", COMPACT_STAGES)):
+        for kind, stages in (("ingest", INGEST_STAGES), ("update", UPDATE_STAGES), ("compact", COMPACT_STAGES),
+                             ("repair", REPAIR_STAGES), ("forget", FORGET_STAGES)):
             for s in stages:
                 reached = self.counts[kind][s]
                 if reached:
@@ -256,13 +313,14 @@ class Trials:
         rest = [s for s in staged if s not in firsts.values()]
         staged = (list(firsts.values()) + rest)[: max(n - n_random, len(firsts))]
         n_random = max(0, n - len(staged))
-        randoms = [(rng.choice(("ingest", "update", "compact")), None, None) for _ in range(n_random)]
+        randoms = [(rng.choice(("ingest", "update", "compact", "repair", "forget")), None, None) for _ in range(n_random)]
         return staged + randoms
 
     def run(self, n: int, seed: int = 0) -> dict:
         rng = random.Random(seed)
         durations = {}
-        for kind, base in (("ingest", None), ("update", self.base1), ("compact", self.base2)):
+        for kind, base in (("ingest", None), ("update", self.base1), ("compact", self.base2),
+                           ("repair", self.damaged), ("forget", self.base2)):
             store = self.work / f"timing-{kind}"
             if base is not None:
                 shutil.copytree(base, store)
@@ -328,10 +386,16 @@ def serve(model_dir: str) -> None:
                 segments._FAULT_SEEN.clear()
                 if req["fault"]:
                     os.environ["MSA_FAULT"] = req["fault"]
-                st = Store.open(req["store"], create=req["kind"] != "compact")
+                st = Store.open(req["store"], create=req["kind"] in ("ingest", "update"))
                 if req["kind"] == "compact":
                     with st.write_lock():
                         st.compact(max_chunks=COMPACT_CHUNKS)
+                elif req["kind"] == "repair":
+                    pipeline.BATCH_TOKENS = BATCH_TOKENS
+                    pipeline.repair_store(st, engine)
+                elif req["kind"] == "forget":
+                    with st.write_lock():
+                        st.forget(req["forget"])
                 else:
                     pipeline.BATCH_TOKENS = BATCH_TOKENS
                     pipeline.ingest_dir(Path(req["root"]), st, engine)

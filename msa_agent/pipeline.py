@@ -501,6 +501,7 @@ def repair_store(store: Store, engine: Engine, *, progress: Progress | None = No
             out["documents"] = len(docs)
             out["orphans"] = sorted({d.path for d in docs if d.source_id is None})
             store.compact()
+        fault_point("repair_cleared")
     sources = sorted(set(sources))
     for coll, root, path, rel in sorted(sources):
         if not Path(path).is_file():

@@ -11,6 +11,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from . import segments
+
 FORMAT_VERSION = 1
 
 
@@ -260,6 +262,7 @@ def migrate(conn: Connection) -> int:
             continue
         step(conn)
         conn.execute(text("INSERT INTO schema_migrations VALUES (:v, :t)"), {"v": version, "t": utcnow()})
+        segments.fault_point("migration")
     return len(MIGRATIONS)
 
 

@@ -127,6 +127,7 @@ class Store:
             # gives its -wal and -shm files the database's mode).
             path.chmod(0o700)
             os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+            fault_point("create_db")
         engine = create_engine(f"sqlite:///{db}")
 
         @event.listens_for(engine, "connect")
@@ -358,6 +359,7 @@ class Store:
             for src in list(s.scalars(q)):
                 n_docs += self._forget_source(s, src)
                 n_src += 1
+                fault_point("forget")
         return {"sources": n_src, "documents": n_docs}
 
     def record_source_failure(self, collection: str, path: str, reason: str) -> int | None:
