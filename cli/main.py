@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 user error (one line, no traceback), 2 finished with so
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -94,14 +95,19 @@ def ingest(
     reencode: Annotated[bool, typer.Option("--reencode", help="Drop stored memory and re-encode everything (after a model change).")] = False,
     max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0.001, help="Larger files are reported as failed and not read (logs, PDF and DOCX: 50x this).")] = 2.0,
     kind: Annotated[Optional[str], typer.Option("--kind", help="Read every file as this kind: contract, code, log or text.")] = None,
+    timezone: Annotated[Optional[str], typer.Option("--timezone", envvar="MSA_TIMEZONE", help="Zone of log times written without one (Europe/Berlin, +01:00); default: unknown, shown as written.")] = None,
     wait: WaitOpt = 0.0,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a directory into memory: new and changed files are encoded, deleted ones removed."""
     from msa_agent.api import Memory
+    from msa_agent.pipeline import check_options
 
     try:
+        check_options(timezone=timezone)
+        if timezone:  # read by the pipeline: Memory.ingest has no timezone parameter yet
+            os.environ["MSA_TIMEZONE"] = timezone
         root = Memory.check_ingest(directory, kind=kind, max_file_mb=max_file_mb)  # before anything is created
         mem = _memory(store, model, device, create=True)
         _load(mem, "encode")
@@ -131,6 +137,10 @@ def ingest(
         for f in report.failures:
             kept = f" (kept its {f['kept_documents']} documents)" if "kept_documents" in f else ""
             out.print(f"  failed: {f['path']}: {f['reason']}{kept}", highlight=False, soft_wrap=True, markup=False)
+    if getattr(report, "interrupted", False):
+        err.print(f"interrupted: {len(report.not_ingested)} file(s) not committed; the store is whole, "
+                  "run msa ingest again to finish", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(130)
     if report.failed:
         raise typer.Exit(2)
 

@@ -242,7 +242,7 @@ LINE_FORMATS: tuple[LineFormat, ...] = (
     ),
     LineFormat(
         "epoch", "epoch seconds or milliseconds (1117838570, 1286536308.779)",
-        re.compile(r"(?:[A-Za-z_-][\w-]{0,15} )?(\d{13}|\d{10})(?:\.(\d{1,9}))?(?![\d.:])"), _epoch,
+        re.compile(r"(?:[\w-]{1,16} )?(\d{13}|\d{10})(?:\.(\d{1,9}))?(?![\d.:])"), _epoch,
     ),
     LineFormat(
         "jul", "java.util.logging (Mar 14, 2024 2:17:00 AM)",

@@ -16,13 +16,16 @@ reports.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import signal
+import threading
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from msa_agent.ingest.code import CODE_EXTS
 from msa_agent.ingest.html import HTML_EXTS
 from msa_agent.ingest.logs import LOG_EXTS
 from msa_agent.ingest.sources import PLAIN_EXTS, PROSE_EXTS
+from msa_agent.ingest.timestamps import zone
 from msa_agent.ingest.walker import BINARY_EXTS, BULK_FACTOR, MAX_BYTES
 
 from .engine import Engine, check_input_dir, stack_layers
@@ -42,6 +46,7 @@ from .store import NewDocument, ReusedDocument, SourceUpdate, Store, fault_point
 from .store.schema import SourceRow
 
 BATCH_TOKENS = 16384  # tokens per committed segment: bounds the work a crash can lose
+_TOKENIZE_STEP = 2048  # documents tokenized between two looks at Ctrl-C
 
 # Bump when the parsers' output for the same file changes: every file is then re-parsed and its
 # documents re-keyed (so re-encoded). The ingest package's own constant wins when it has one.
@@ -75,9 +80,15 @@ class IngestReport:
     warnings: list[dict[str, str]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # left out on purpose, by reason
     reused_documents: int = 0  # documents of changed files whose stored tensors were kept
+    interrupted: bool = False  # stopped by Ctrl-C at a safe point: what is committed is whole
+    not_ingested: list[str] = field(default_factory=list)  # when interrupted: files read but not committed
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The `msa ingest --json` report; `interrupted` and `not_ingested` only when it was."""
+        d = dict(self.__dict__)
+        if not self.interrupted:
+            del d["interrupted"], d["not_ingested"]
+        return d
 
 
 @dataclass
@@ -108,9 +119,10 @@ def doc_text(d: Document) -> str:
     return f"{head}\n{d.text}"
 
 
-def parse_signature(max_chars: int = 2400, kind: str | None = None) -> str:
+def parse_signature(max_chars: int = 2400, kind: str | None = None, timezone: str | None = None) -> str:
     """The parser version and the options that change what a file parses into."""
-    return f"{PARSER_VERSION};max_chars={max_chars}" + (f";kind={kind}" if kind else "")
+    return (f"{PARSER_VERSION};max_chars={max_chars}" + (f";kind={kind}" if kind else "")
+            + (f";tz={timezone}" if timezone else ""))
 
 
 def normalize_text(text: str) -> str:
@@ -140,8 +152,13 @@ class _Pending:
     tokens: list[list[int]]
 
 
-def check_options(*, kind: str | None = None, max_file_bytes: int = MAX_BYTES) -> None:
+def check_options(*, kind: str | None = None, max_file_bytes: int = MAX_BYTES, timezone: str | None = None) -> None:
     """BadInput for ingest options that cannot work (checked before anything is created)."""
+    if timezone:
+        try:
+            zone(timezone)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
     if kind is not None and kind not in KINDS:
         raise BadInput(f"unknown kind {kind!r} (one of {', '.join(KINDS)})")
     if max_file_bytes <= 0:
@@ -160,15 +177,24 @@ def ingest_dir(
     max_file_bytes: int = MAX_BYTES,
     kind: str | None = None,
     wait: float = 0.0,
+    timezone: str | None = None,
 ) -> IngestReport:
     """Bring a collection's memory of a directory in step with it.
 
     `max_file_bytes`: larger files are reported as failures and never read (logs, PDF and DOCX may
     be `BULK_FACTOR` times larger). `kind` forces the parser family for every file. `wait`: seconds
-    to wait for another writer to finish (StoreLocked after).
+    to wait for another writer to finish (StoreLocked after). `timezone`: the zone of log times
+    written without one (default: MSA_TIMEZONE; else they stay times of an unknown zone).
+
+    Ctrl-C (SIGINT, when called from the main thread) stops the run at the next safe point, within
+    a second or two: batches committed stay, the batch being encoded is dropped, files gone from
+    the source are not removed (the walk may be incomplete), and the report says `interrupted`
+    with the files `not_ingested`. A second Ctrl-C aborts at once (KeyboardInterrupt), though
+    never between a segment's files and the rows that point to them: the store stays valid.
     """
     progress = progress or Progress()
-    check_options(kind=kind, max_file_bytes=max_file_bytes)
+    timezone = timezone or os.environ.get("MSA_TIMEZONE") or None
+    check_options(kind=kind, max_file_bytes=max_file_bytes, timezone=timezone)
     root = check_input_dir(root)
     t0 = time.perf_counter()
     report = IngestReport(store=str(store.path), collection=collection, root=str(root))
@@ -179,8 +205,10 @@ def ingest_dir(
         run_id = store.start_run(collection, str(root))
         status, error = "error", None
         try:
-            _Run(root, store, engine, collection, report, progress, max_chars, max_file_bytes, kind).run()
-            status = "partial" if report.failed else "ok"
+            with _Interrupts(progress) as stop:
+                _Run(root, store, engine, collection, report, progress, max_chars, max_file_bytes, kind,
+                     timezone, stop).run()
+            status = "interrupted" if report.interrupted else "partial" if report.failed else "ok"
         except BaseException as e:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             raise
@@ -197,16 +225,78 @@ def ingest_dir(
     return report
 
 
+class _Stopped(Exception):
+    """Ctrl-C asked the run to stop: raised at a safe point, caught by _Run.run."""
+
+
+class _Interrupts:
+    """SIGINT during an ingest: the first asks for a stop at the next safe point (`requested`),
+    the second aborts at once with KeyboardInterrupt, deferred only while a segment and its rows
+    are being written (`critical()`), so that the store never holds one without the other.
+
+    Installed only from the main thread and over Python's default handler (a scheduler or
+    server that handles signals itself keeps its own)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.requested = False
+        self._abort_pending = False
+        self._depth = 0
+        self._old = None
+
+    def __enter__(self) -> _Interrupts:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.requested:
+            self.requested = True
+            self.progress.on_message("interrupted: stopping at the next safe point, keeping what is committed "
+                                     "(Ctrl-C again to abort now)")
+            return
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        if self._depth:
+            self._abort_pending = True
+            return
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """A safe point: _Stopped when a stop was asked for."""
+        if self.requested:
+            raise _Stopped
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._abort_pending and not self._depth:
+                self._abort_pending = False
+                raise KeyboardInterrupt
+
+
 class _Run:
     """One ingest of one directory: plan (walk, stat, hash, parse, match keys), then encode and
     commit in batches, then forget the files that are gone."""
 
     def __init__(self, root: Path, store: Store, engine: Engine, collection: str, report: IngestReport,
-                 progress: Progress, max_chars: int, max_file_bytes: int, kind: str | None) -> None:
+                 progress: Progress, max_chars: int, max_file_bytes: int, kind: str | None,
+                 timezone: str | None = None, stop: _Interrupts | None = None) -> None:
         self.root, self.store, self.engine, self.collection = root, store, engine, collection
         self.report, self.progress = report, progress
         self.max_chars, self.max_file_bytes, self.kind = max_chars, max_file_bytes, kind
-        self.signature = parse_signature(max_chars, kind)
+        self.timezone = timezone
+        self.stop = stop or _Interrupts(progress)
+        self.signature = parse_signature(max_chars, kind, timezone)
         self.known: dict[str, SourceRow] = {
             p: s for p, s in store.sources(collection).items() if s.root == str(root)}
         self.seen: set[str] = set()
@@ -287,16 +377,27 @@ class _Run:
     # ---- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        report, progress = self.report, self.progress
         pending: list[_Pending] = []
+        try:
+            self._run(pending)
+        except _Stopped:
+            self._stopped(pending)
+
+    def _run(self, pending: list[_Pending]) -> None:
+        report, progress, stop = self.report, self.progress, self.stop
         # walk counts nothing itself: on_skip sorts what it leaves out into failures and skips.
         for path in walk(self.root, None, self.max_file_bytes, on_skip=self.on_skip):
+            stop.check()
             p = self.plan(path)
             if p is not None:
                 pending.append(p)
         report.skipped = dict(sorted(self.skipped.items()))
         flat = [(p, d, i) for p in pending for d, i in zip(p.docs, p.ids)]
-        toks = self.engine.doc_tokens([doc_text(d) for _, d, _ in flat], [i for _, _, i in flat])
+        toks: list[list[int]] = []
+        for s in range(0, len(flat), _TOKENIZE_STEP):  # in steps, so that Ctrl-C is heard
+            stop.check()
+            part = flat[s : s + _TOKENIZE_STEP]
+            toks += self.engine.doc_tokens([doc_text(d) for _, d, _ in part], [i for _, _, i in part])
         for (p, _, _), t in zip(flat, toks, strict=True):
             p.tokens.append(t)
         total_tokens = sum(len(t) for p in pending for t in p.tokens)
@@ -304,22 +405,45 @@ class _Run:
         t_enc = time.perf_counter()
         batch: list[_Pending] = []
         batch_tokens = 0
-        for p in pending:
+        for p in list(pending):
             batch.append(p)
             batch_tokens += sum(len(t) for t in p.tokens)
             if batch_tokens >= BATCH_TOKENS:
                 self.encode_and_commit(batch)
+                del pending[: len(batch)]
                 batch, batch_tokens = [], 0
         if batch:
             self.encode_and_commit(batch)
+            del pending[: len(batch)]
         enc_seconds = time.perf_counter() - t_enc
         self.store.touch_sources(self.collection, self.touch)
         for path in self.known:
             if path not in self.seen:
+                stop.check()
                 fault_point("tombstone")
                 self.store.remove_source(self.collection, path)
                 report.removed += 1
         report.tokens_per_s = round(report.tokens / enc_seconds, 1) if report.tokens and enc_seconds > 0 else 0.0
+
+    def _stopped(self, pending: list[_Pending]) -> None:
+        """After Ctrl-C: the files planned but not committed are reported, not counted as done."""
+        report = self.report
+        report.interrupted = True
+        report.skipped = dict(sorted(self.skipped.items()))
+        for p in pending:
+            if p.update.path in self.known:
+                report.updated -= 1
+            else:
+                report.added -= 1
+            report.reused_documents -= len(p.update.reused)
+            report.documents -= len(p.update.reused)
+            report.not_ingested.append(printable_path(p.update.path))
+        self.store.touch_sources(self.collection, self.touch)
+        shown = ", ".join(report.not_ingested[:5]) + (" …" if len(report.not_ingested) > 5 else "")
+        self.progress.on_message(
+            f"interrupted: {len(report.not_ingested)} file(s) read but not committed"
+            + (f" ({shown})" if report.not_ingested else "")
+            + "; files not reached were not looked at and nothing was removed; run msa ingest again to finish")
 
     def plan(self, path: Path) -> _Pending | None:
         """What to do with one walked file: nothing (unchanged or failed), or a pending update."""
@@ -348,7 +472,8 @@ class _Run:
         notes: list[str] = []
         fault_point("parse")
         try:
-            docs = parse_file(path, self.root, max_chars=self.max_chars, warnings=notes, kind=self.kind)
+            docs = parse_file(path, self.root, max_chars=self.max_chars, warnings=notes, kind=self.kind,
+                              timezone=self.timezone)
         except SourceError as e:
             self.fail(key, e.reason)
             return None
@@ -402,6 +527,7 @@ class _Run:
         vs: list[np.ndarray | None] = [None] * len(flat)
         rks: list[np.ndarray | None] = [None] * len(flat)
         for idx, enc in engine.encode_batches(flat) if flat else ():
+            self.stop.check()  # the batch is dropped whole: nothing of it is written yet
             fault_point("encode")
             k, v = stack_layers(enc.k, layers), stack_layers(enc.v, layers)
             rk = stack_layers(enc.rk, layers) if enc.rk else None
@@ -414,6 +540,13 @@ class _Run:
                     rks[i] = rk[:, off : off + n]
                 off += n
             progress.on_advance(0, sum(enc.n_tokens))
+        self.stop.check()
+        with self.stop.critical():
+            self._write_and_commit(batch, flat, n_chunks, ks, vs, rks)
+
+    def _write_and_commit(self, batch: list[_Pending], flat: list[list[int]], n_chunks: list[int],
+                          ks: list, vs: list, rks: list) -> None:
+        store, report, progress = self.store, self.report, self.progress
         seg = None
         if flat:
             seg_k = np.concatenate(ks, axis=1)  # (layers, N, Hk, D)

@@ -4,33 +4,38 @@
 # python3, openjdk-17, nginx-light, apache2, rsyslog, bsdutils (logger), strace, systemd
 # (systemd-journald, systemd-cat, journalctl), postgresql 15 (initdb, pg_ctl, psql).
 # Usage: bash tests/ingest/logsamples/make_samples.sh OUTDIR   (then cut snippets: see README.md)
+# REPEAT=N repeats every request/message loop N times (bench/log_formats.py measures on REPEAT=200).
 set -u
 OUT=${1:?usage: make_samples.sh OUTDIR}
+REPEAT=${REPEAT:-1}
+export REPEAT
 mkdir -p "$OUT" && cd "$OUT" || exit 1
 HERE=$(pwd)
 
 # --- Python logging: the default asctime (2015-07-29 17:41:44,747, log4j's ISO8601 layout) -----
 python3 - <<'PY'
-import logging
+import logging, os
 logging.basicConfig(filename="python_logging.log", level=logging.DEBUG,
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 log = logging.getLogger("backup.worker")
-log.info("starting backup of /srv/data")
-log.debug("found 1284 files to copy")
-log.warning("disk usage at 91 percent on /srv")
-try:
-    {}["missing"]
-except KeyError:
-    log.exception("copy of manifest failed")
-log.error("backup finished with 1 error")
-log.info("next run scheduled")
+for _ in range(int(os.environ["REPEAT"])):
+    log.info("starting backup of /srv/data")
+    log.debug("found 1284 files to copy")
+    log.warning("disk usage at 91 percent on /srv")
+    try:
+        {}["missing"]
+    except KeyError:
+        log.exception("copy of manifest failed")
+    log.error("backup finished with 1 error")
+    log.info("next run scheduled")
 PY
 # ISO 8601 with T and a zone, from a datefmt
 python3 - <<'PY'
 import logging
 logging.basicConfig(filename="python_iso_tz.log", level=logging.INFO,
                     format="%(asctime)s [%(levelname)s] %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-for i in range(5):
+import os
+for i in range(5 * int(os.environ["REPEAT"])):
     logging.getLogger().info("heartbeat %d", i)
 logging.getLogger().error("upstream timed out")
 PY
@@ -38,7 +43,8 @@ PY
 python3 - <<'PY'
 import logging
 logging.basicConfig(filename="python_epoch.log", level=logging.INFO, format="%(created)f %(levelname)s %(message)s")
-for i in range(5):
+import os
+for i in range(5 * int(os.environ["REPEAT"])):
     logging.getLogger().info("sample %d taken", i)
 logging.getLogger().warning("sensor 7 did not answer")
 PY
@@ -47,7 +53,7 @@ PY
 mkdir -p www && echo hello > www/index.html
 python3 -m http.server 8731 --bind 127.0.0.1 --directory www 2> http_server.log &
 PID=$!; sleep 1
-for u in / /index.html /missing /index.html; do curl -s -o /dev/null "http://127.0.0.1:8731$u"; done
+for r in $(seq $REPEAT); do for u in / /index.html /missing /index.html; do curl -s -o /dev/null "http://127.0.0.1:8731$u"; done; done
 kill $PID; wait $PID 2>/dev/null
 
 # --- nginx: access (combined, [10/Oct/2000:13:55:36 -0700]) and error (2024/03/14 02:17:00 [notice]) ---
@@ -62,7 +68,7 @@ http {
 }
 EOF
 nginx -p "$HERE/nginx" -c "$HERE/nginx/nginx.conf"; sleep 1
-for u in / /nope /index.html /admin; do curl -s -o /dev/null -A "curl-sample" "http://127.0.0.1:8732$u"; done
+for r in $(seq $REPEAT); do for u in / /nope /index.html /admin; do curl -s -o /dev/null -A "curl-sample" "http://127.0.0.1:8732$u"; done; done
 nginx -p "$HERE/nginx" -c "$HERE/nginx/nginx.conf" -s quit; sleep 1
 
 # --- Apache 2.4: error log ([Thu Dec 03 18:15:00.123456 2026] [core:error]) and access log ------
@@ -84,7 +90,7 @@ User nobody
 Group nogroup
 EOF
 apache2 -f "$HERE/apache/httpd.conf" -k start; sleep 1
-for u in / /missing /index.html; do curl -s -o /dev/null "http://127.0.0.1:8733$u"; done
+for r in $(seq $REPEAT); do for u in / /missing /index.html; do curl -s -o /dev/null "http://127.0.0.1:8733$u"; done; done
 apache2 -f "$HERE/apache/httpd.conf" -k stop; sleep 1
 
 # --- rsyslog: RFC 3164 (traditional file format) and RFC 5424 files, messages sent by logger ----
@@ -98,25 +104,29 @@ global(workDirectory="$HERE/rsyslog")
 EOF
 rsyslogd -n -f "$HERE/rsyslog/rsyslog.conf" -i "$HERE/rsyslog/rsyslogd.pid" &
 RS=$!; sleep 1
+for r in $(seq $REPEAT); do
 logger -u "$HERE/rsyslog/log.sock" -t backup -p user.info "backup of /srv started"
 logger -u "$HERE/rsyslog/log.sock" -t backup -p user.warning "disk usage at 91% on /srv"
 logger -u "$HERE/rsyslog/log.sock" -t sshd -p auth.info "Accepted publickey for deploy from 10.0.0.7 port 51234"
 logger -u "$HERE/rsyslog/log.sock" -t backup -p user.err "backup verify failed: 3 files differ"
 logger -u "$HERE/rsyslog/log.sock" -t cron -p cron.info "(root) CMD (run-parts /etc/cron.hourly)"
+done
 sleep 1; kill $RS; wait $RS 2>/dev/null
 
 # --- systemd-journald, then journalctl -o json (only this script's identifiers) ----------------
 /usr/lib/systemd/systemd-journald & JD=$!; sleep 2
+for r in $(seq $REPEAT); do
 echo "pipeline started" | systemd-cat -t msa-sample -p info
 echo "disk almost full on /srv" | systemd-cat -t msa-sample -p warning
 echo "backup of /srv finished in 42 s" | systemd-cat -t backup -p info
 echo "backup verify failed: 3 files differ" | systemd-cat -t backup -p err
+done
 sleep 1
 journalctl -D /run/log/journal -t msa-sample -t backup -o json --no-pager > journal.json
 kill $JD; wait $JD 2>/dev/null
 
 # --- strace -ttt: epoch seconds with microseconds ------------------------------------------------
-strace -ttt -e trace=openat,read,close -o strace_ttt.log cat /etc/hostname > /dev/null
+for r in $(seq $REPEAT); do strace -ttt -A -e trace=openat,read,close -o strace_ttt.log cat /etc/hostname > /dev/null; done
 
 # --- Java: java.util.logging's SimpleFormatter, and yyMMdd HHmmss / epoch-millisecond layouts -----
 cat > Sample.java <<'EOF'
@@ -144,11 +154,12 @@ public class Sample {
         Logger jul = to("dfs.DataNode", "jul.log", new SimpleFormatter());
         Logger hadoop = to("dfs.DataNode$PacketResponder", "hadoop_yymmdd.log", pattern("yyMMdd HHmmss", false));
         Logger ms = to("sensor.Reader", "java_epoch_ms.log", pattern(null, true));
-        for (int i = 0; i < 4; i++) {
+        int n = 4 * Integer.parseInt(System.getenv("REPEAT"));
+        for (int i = 0; i < n; i++) {
             jul.info("Receiving block blk_" + (1000 + i));
             hadoop.info("PacketResponder " + i + " for block blk_" + (1000 + i) + " terminating");
             ms.info("reading " + i + " stored");
-            Thread.sleep(300);
+            Thread.sleep(n > 4 ? 2 : 300);
         }
         jul.warning("Slow BlockReceiver write packet to mirror took 512ms");
         hadoop.warning("Slow BlockReceiver write packet to mirror took 512ms");
@@ -160,5 +171,5 @@ java Sample.java
 
 # --- PostgreSQL 15: its stderr log (2026-12-03 18:15:00.123 UTC [1234] LOG:) -------------------
 rm -rf pg && mkdir pg && chown nobody pg
-su nobody -s /bin/sh -c "initdb -D $HERE/pg/data -A trust >/dev/null && pg_ctl -D $HERE/pg/data -o '-k $HERE/pg -p 8734 -c listen_addresses=' -l $HERE/pg/postgres.log start >/dev/null && sleep 2 && psql -h $HERE/pg -p 8734 -d postgres -c 'select nope' >/dev/null 2>&1; pg_ctl -D $HERE/pg/data stop >/dev/null"
+su nobody -s /bin/sh -c "initdb -D $HERE/pg/data -A trust >/dev/null && pg_ctl -D $HERE/pg/data -o '-k $HERE/pg -p 8734 -c listen_addresses=' -l $HERE/pg/postgres.log start >/dev/null && sleep 2 && for r in \$(seq $REPEAT); do psql -h $HERE/pg -p 8734 -d postgres -c 'select nope' >/dev/null 2>&1; done; pg_ctl -D $HERE/pg/data stop >/dev/null"
 ls -la
