@@ -331,7 +331,7 @@ def _place_years(yearless: list[tuple[_Row, tuple]], lines: list[str], rel: str)
     """Give RFC 3164 rows their times: the year from the nearest dated context, else unknown
     (a surrogate year that keeps their order, shown as --MM-DD). Returns where the year came from."""
     events = [(r.line_start, md[0], md[1]) for r, md in yearless]
-    context = [(no, d) for no, ln in enumerate(lines, 1) for d in text_dates(ln)]
+    context = ((no, d) for no, ln in enumerate(lines, 1) for d in text_dates(ln))
     years, source = infer_years(events, context, rel)
     if years is None:
         from .timestamps import SURROGATE_YEAR, relative_years

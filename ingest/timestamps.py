@@ -11,7 +11,7 @@ zone; then times render with that zone's offset, as the source's wall clock said
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -317,9 +317,14 @@ _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-
 _NAME_YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
 
 
+_FOUR_DIGITS = re.compile(r"\d{4}")
+
+
 def text_dates(line: str) -> list[tuple[int, int, int]]:
     """(year, month, day) of the full dates written in a line."""
-    out = []
+    out: list[tuple[int, int, int]] = []
+    if _FOUR_DIGITS.search(line) is None:  # no year in it: most lines, cheaply
+        return out
     for m in _TEXT_DATE.finditer(line):
         g = m.groups()
         if g[0]:
@@ -351,12 +356,12 @@ def relative_years(events: list[tuple[int, int, int]]) -> list[int]:
 
 
 def infer_years(
-    events: list[tuple[int, int, int]], context: list[tuple[int, tuple[int, int, int]]], path: str
+    events: list[tuple[int, int, int]], context: Iterable[tuple[int, tuple[int, int, int]]], path: str
 ) -> tuple[list[int] | None, str]:
     """Years for year-less events (line, month, day) in file order, or None when nothing says them,
     and where they came from ("dated line N", "file name", "unknown").
 
-    Years only move forward through a file: a month more than five months before the previous
+    `context`: (line, full date) in line order. Years only move forward through a file: a month more than five months before the previous
     line's is the next year (Dec 31 -> Jan 1). A full date written in the file (a header, a
     dated line, a message repeating its date) that falls on the day of the nearest event fixes
     that event's year, so every event's; else a date in the file's path (syslog-20051205: the day
@@ -369,7 +374,7 @@ def infer_years(
 
     import bisect
 
-    for no, (y, mo, d) in sorted(context, key=lambda c: c[0]):
+    for no, (y, mo, d) in context:  # in line order, read lazily: the first that fits is enough
         i = bisect.bisect_left(lines, no)
         near = [j for j in (i - 1, i) if 0 <= j < len(events)]
         j = min(near, key=lambda k: abs(lines[k] - no))
