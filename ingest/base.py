@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,17 @@ class SourceError(Exception):
 
 
 def read_bytes(path: Path, rel: str) -> bytes:
+    """The file's bytes, never through a symbolic link: the walker refused links when it scanned,
+    and a file swapped for one since (to reach outside the ingested directory) is not read."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SourceError(rel, "became a symbolic link after the scan; not followed") from None
+        raise SourceError(rel, f"cannot read: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
     except OSError as e:
         raise SourceError(rel, f"cannot read: {e.strerror or e}") from None
 

@@ -21,6 +21,7 @@ import errno
 import hashlib
 import os
 import signal
+import stat
 import threading
 import time
 import unicodedata
@@ -106,11 +107,30 @@ def printable_path(path: str) -> str:
 
 
 def file_hash(path: Path) -> str:
+    """sha256 of the file, never through a symbolic link (ELOOP when it became one)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_SWAPPED = "became a symbolic link after the scan; not followed"
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _outside(path: Path, root: Path) -> bool:
+    """The file now resolves outside the ingested directory (a directory above it swapped for a
+    link since the scan)."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return True
+    base = root.resolve()
+    return real != base and base not in real.parents
 
 
 def doc_text(d: Document) -> str:
@@ -454,14 +474,18 @@ class _Run:
         # while their files are unchanged: an upgrade does not re-encode the whole store.
         same_parser = old is not None and old.parser_version in (self.signature, "")
         try:
-            st = path.stat()
+            # Read where the walker saw it, never through a link swapped in since (issue #21, 5).
+            st = os.stat(path, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) or _outside(path, self.root):
+                self.fail(key, _SWAPPED)
+                return None
             if (same_parser and old.content_hash and not old.last_error
                     and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns)):
                 report.unchanged += 1
                 return None
             digest = file_hash(path)
         except OSError as e:
-            self.fail(key, f"cannot read: {e.strerror or e}")
+            self.fail(key, _SWAPPED if e.errno == errno.ELOOP else f"cannot read: {e.strerror or e}")
             return None
         mtime_ns = -1 if time.time_ns() - st.st_mtime_ns < _RACY_NS else st.st_mtime_ns
         if same_parser and old.content_hash and digest == old.content_hash:
@@ -479,6 +503,15 @@ class _Run:
             return None
         except Exception as e:  # a parser bug on odd input must not end the run
             self.fail(key, f"parser error: {type(e).__name__}: {' '.join(str(e).split())}")
+            return None
+        try:  # what the parser read is the file that was checked, not a link swapped in meanwhile
+            after = os.stat(path, follow_symlinks=False)
+        except OSError as e:
+            self.fail(key, f"cannot read: {e.strerror or e}")
+            return None
+        if stat.S_ISLNK(after.st_mode) or not _same_file(st, after) or _outside(path, self.root):
+            self.fail(key, _SWAPPED if stat.S_ISLNK(after.st_mode) else "replaced while it was read; not stored "
+                      "(run msa ingest again)")
             return None
         for note in notes:
             report.warnings.append({"path": key, "reason": note})

@@ -127,3 +127,63 @@ def test_a_non_utf8_file_name_and_a_deeply_nested_jsonl_fail_alone(engine, tmp_p
         assert [d.path for d in st_.live_documents("default")] == ["good.md"]
     finally:
         st_.close()
+
+
+@pytest.mark.parametrize("when", ["before_hash", "during_parse", "parent_dir"])
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(engine, tmp_path, monkeypatch, when):
+    """Issue #21, item 5: the walker refuses links when it scans, but the later stat and open
+    followed them: a file swapped for a link to a secret outside the directory during a run was
+    stored. Now that file fails with its reason, the secret is stored nowhere, the rest is."""
+    import os
+
+    from msa_agent import pipeline
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:the secret outside the ingested directory\n")
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / "good.md").write_text("# Good\n\nA normal file.\n")
+    victim = root / "sub" / "victim.md"
+    victim.write_text("# Victim\n\nAn innocent file.\n")
+
+    def swap() -> None:
+        if when == "parent_dir":
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir(exist_ok=True)
+            (elsewhere / "victim.md").write_text("# Victim\n\nroot:x:0:0:the secret outside\n")
+            os.rename(root / "sub", tmp_path / "moved-sub")
+            os.symlink(elsewhere, root / "sub")
+        else:
+            victim.unlink()
+            os.symlink(secret, victim)
+
+    if when in ("before_hash", "parent_dir"):
+        real_hash = pipeline.file_hash
+
+        def hash_then(path):  # noqa: ANN001, ANN202
+            if path.name == "victim.md" and not (root / "sub").is_symlink() and not victim.is_symlink():
+                swap()
+            return real_hash(path)
+
+        monkeypatch.setattr(pipeline, "file_hash", hash_then)
+    else:
+        real_parse = pipeline.parse_file
+
+        def parse_then(path, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if path.name == "victim.md" and not victim.is_symlink():
+                swap()
+            return real_parse(path, *a, **kw)
+
+        monkeypatch.setattr(pipeline, "parse_file", parse_then)
+    st_ = Store.open(tmp_path / "store", create=True)
+    try:
+        rep = ingest_dir(root, st_, engine)
+        reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in rep.failures}
+        assert rep.failed == 1 and rep.added == 1, rep.failures
+        assert "symbolic link" in reasons["victim.md"] or "replaced while it was read" in reasons["victim.md"]
+        docs = st_.live_documents("default")
+        assert [d.path for d in docs] == ["good.md"]
+        assert st_.lexical_search(None, "secret", 5) == [] or all(
+            "secret" not in str(h) for h in st_.lexical_search(None, "secret", 5))
+    finally:
+        st_.close()
