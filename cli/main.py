@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 user error (one line, no traceback), 2 finished with so
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -106,8 +105,6 @@ def ingest(
 
     try:
         check_options(timezone=timezone)
-        if timezone:  # read by the pipeline: Memory.ingest has no timezone parameter yet
-            os.environ["MSA_TIMEZONE"] = timezone
         root = Memory.check_ingest(directory, kind=kind, max_file_mb=max_file_mb)  # before anything is created
         mem = _memory(store, model, device, create=True)
         _load(mem, "encode")
@@ -117,7 +114,8 @@ def ingest(
         task = bar.add_task("encoding", total=1, files=0, rate="")
         with bar:
             report = mem.ingest(root, collection=collection or "default", reencode=reencode,
-                                progress=_ingest_callbacks(bar, task), max_file_mb=max_file_mb, kind=kind, wait=wait)
+                                progress=_ingest_callbacks(bar, task), max_file_mb=max_file_mb, kind=kind, wait=wait,
+                                timezone=timezone)
     except MSAError as e:
         _fail(e)
     except OSError as e:  # creating the store: nothing half-written is committed

@@ -209,11 +209,13 @@ class Memory:
         return check_input_dir(Path(directory).expanduser())
 
     def ingest(self, directory: str | Path, *, collection: str = "default", reencode: bool = False,
-               max_file_mb: float = 2.0, kind: str | None = None, wait: float = 0.0, progress: object = None):  # noqa: ANN201
+               max_file_mb: float = 2.0, kind: str | None = None, wait: float = 0.0, progress: object = None,
+               timezone: str | None = None):  # noqa: ANN201
         """Bring `collection`'s memory of `directory` in step with it: new and changed files are
         encoded, deleted ones removed. Returns the `IngestReport` (`.as_dict()` is `msa ingest
         --json`); files that failed are listed in it, the run goes on. `progress`: a
-        `msa_agent.pipeline.Progress` of callbacks. `wait`: seconds to wait for another writer."""
+        `msa_agent.pipeline.Progress` of callbacks. `wait`: seconds to wait for another writer.
+        `timezone`: the zone of log times written without one (default: MSA_TIMEZONE, else unknown)."""
         from sqlalchemy.exc import OperationalError
 
         from .pipeline import ingest_dir
@@ -223,7 +225,8 @@ class Memory:
             raise BadInput("collection: a non-empty name")
         try:
             return ingest_dir(root, self.store, self.engine("encode"), collection=collection, reencode=reencode,
-                              progress=progress, max_file_bytes=int(max_file_mb * 1e6), kind=kind, wait=wait)
+                              progress=progress, max_file_bytes=int(max_file_mb * 1e6), kind=kind, wait=wait,
+                              timezone=timezone)
         except OSError as e:  # disk full, I/O error: nothing half-written is committed
             raise StoreWriteError(f"cannot write the store: {e.strerror or e}; it keeps its last committed state") from e
         except OperationalError as e:
