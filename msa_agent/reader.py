@@ -243,8 +243,24 @@ def list_lines(focused: Focused, policy: ReadPolicy) -> list[str]:
         return []
     floor = policy.list_ratio * focused.ranked[0].score
     best = [u for u in focused.ranked[: policy.list_lines] if u.score >= floor]
+    best = _named(best, focused.question)
     best.sort(key=lambda u: (u.doc, u.first))
     return list(dict.fromkeys(u.text.strip() for u in best if u.text.strip()))
+
+
+_NAME = re.compile(r"[A-Za-z][\w.]*[-_][\w.-]*[A-Za-z0-9]|[A-Za-z]+\d[\w.-]*|\d+[A-Za-z][\w.-]*")
+
+
+def _named(units: list, question: str) -> list:
+    """The question names something by a name of letters joined with digits, hyphens or
+    underscores ("shady-clover", "postgresql-15", "pump-3"): when some of the units hold one of
+    those names, the units that hold none are a look-alike record's ("coastal-clover"), not an
+    item of the list, and are left out."""
+    names = {m.group(0).lower() for m in _NAME.finditer(question) if len(m.group(0)) >= 4}
+    if not names:
+        return units
+    holding = [u for u in units if any(n in u.text.lower() for n in names)]
+    return holding if holding else units
 
 
 def best_span(engine, first_logits: torch.Tensor, cache, pos: int, focused: Focused, answer: str,  # noqa: ANN001

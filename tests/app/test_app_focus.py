@@ -269,3 +269,22 @@ def test_a_record_lifts_a_unit_by_at_most_its_own_score_times_the_cap() -> None:
 ])
 def test_listed_days_and_ranges_share_their_month_and_year(question: str, labels: list[str]) -> None:
     assert sorted(d.label for d in question_dates(question)) == sorted(labels)
+
+
+def test_list_lines_leave_out_lookalike_records_of_another_name() -> None:
+    """Asked for the values of "shady-clover", the lines of "coastal-clover" and "shady-fox" are
+    another record's, not items of the list (RULER multikey: before, all six lines were listed)."""
+    from msa_agent.reader import list_lines
+
+    text = "\n".join(f"One of the special magic numbers for {k} is: {v}." for k, v in (
+        ("coastal-clover", 9139024), ("shady-clover", 4082543), ("solar-clover", 5053941),
+        ("shady-fox", 2121811), ("shady-clover", 7100009)))
+    q = "What are all the special magic numbers for shady-clover mentioned in the provided text?"
+    f = focus([("notes.txt", "lines 1-5", text)], q, 480, lambda t: [0] * (len(t) // 4 + 1))
+    got = list_lines(f, ReadPolicy())
+    assert got and all("shady-clover" in ln for ln in got)
+    assert any("4082543" in ln for ln in got) and any("7100009" in ln for ln in got)
+    # no name in the question: nothing is left out on that ground
+    plain = focus([("notes.txt", "lines 1-5", text)], "What are all the special magic numbers?", 480,
+                  lambda t: [0] * (len(t) // 4 + 1))
+    assert len(list_lines(plain, ReadPolicy())) >= 3
