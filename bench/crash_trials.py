@@ -291,7 +291,10 @@ class Trials:
         if kind == "compact":
             self._compact(store, count=False)
         got = self._snap(store)
-        out["converged"] = got == ref
+        # forget and repair killed before their commit leave base2 as it was (its ids, its order
+        # of routing ties); after it, the clean run's state: either is whole
+        alike = [ref] + ([self.ref["update"]] if kind in ("forget", "repair") else [])
+        out["converged"] = got in alike
         if not out["converged"]:
             out["diff"] = {"missing": sorted(set(ref["docs"]) - set(got["docs"]))[:5],
                            "extra": sorted(set(got["docs"]) - set(ref["docs"]))[:5],
