@@ -77,6 +77,11 @@ def change_tree(root: Path) -> None:
     (root / "note_9.md").write_text("# Note 9\n\nA new note about the pump-9 liability cap.\n")
 
 
+def _locked(st, fn):  # noqa: ANN001, ANN202
+    with st.write_lock():
+        return fn()
+
+
 def damage_a_segment(store: Path) -> None:
     """Flip a byte of the keys of the first segment (by name): `verify` and `repair` find it."""
     seg = sorted(p for p in (store / "segments").iterdir() if p.is_dir() and not p.name.startswith("."))[0]
@@ -180,40 +185,26 @@ class Trials:
             undo()
         return c
 
-    def _compact(self, store: Path, count: bool) -> Counter:
+    def _counted(self, store: Path, count: bool, command) -> Counter:  # noqa: ANN001
+        """`command(store)` on the opened store, counting the fault points it reaches."""
         c: Counter = Counter()
         undo = self._points(c if count else None)
         try:
             st = self.Store.open(store)
-            with st.write_lock():
-                st.compact(max_chunks=COMPACT_CHUNKS)
+            command(st)
             st.close()
         finally:
             undo()
         return c
+
+    def _compact(self, store: Path, count: bool) -> Counter:
+        return self._counted(store, count, lambda st: _locked(st, lambda: st.compact(max_chunks=COMPACT_CHUNKS)))
 
     def _repair(self, store: Path, count: bool) -> Counter:
-        c: Counter = Counter()
-        undo = self._points(c if count else None)
-        try:
-            st = self.Store.open(store)
-            self.pipeline.repair_store(st, self.engine)
-            st.close()
-        finally:
-            undo()
-        return c
+        return self._counted(store, count, lambda st: self.pipeline.repair_store(st, self.engine))
 
     def _forget(self, store: Path, count: bool) -> Counter:
-        c: Counter = Counter()
-        undo = self._points(c if count else None)
-        try:
-            st = self.Store.open(store)
-            with st.write_lock():
-                st.forget(self.tree2 / FORGOTTEN)
-            st.close()
-        finally:
-            undo()
-        return c
+        return self._counted(store, count, lambda st: _locked(st, lambda: st.forget(self.tree2 / FORGOTTEN)))
 
     def _snap(self, store: Path) -> dict:
         st = self.Store.open(store)
