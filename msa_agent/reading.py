@@ -96,8 +96,9 @@ def locate_quote(text: str, answer: str, question: str = "") -> Quote | None:
         pos += len(line) + 1
     qwords = content_words(question)
     spans = _spans(answer)
-    if spans and spans[0] == answer.strip().strip(_TRIM) and (at := _occurrence(text, lines, starts, spans[0], qwords)):
-        return _quote(lines, *at, exact=True)
+    if spans and spans[0] == answer.strip().strip(_TRIM):  # the whole answer first, then a list's items
+        if at := _occurrence(text, lines, starts, spans.pop(0), qwords):
+            return _quote(lines, *at, exact=True)
     if (items := _covering_items(text, lines, starts, answer, qwords)) is not None:
         return _quote(lines, *items, exact=True)
     for span in spans:
